@@ -1,0 +1,56 @@
+/**
+ * The `syncgraph` command line. `syncgraph start` runs a node until SIGTERM or SIGINT, then shuts
+ * down cleanly (finishes in-flight writes, closes LevelDB) and exits 0.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { startNode } from './server/node.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0 to 65535)');
+  return n;
+}
+
+export function cli(argv: string[]): Command {
+  const program = new Command('syncgraph').description('A sync node for offline-first apps').showHelpAfterError();
+  program
+    .command('start')
+    .description('start a node')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', port, 4000)
+    .option('--data <dir>', 'data directory (LevelDB lives in <dir>/db)', './data')
+    .addOption(new Option('--admin-key <key>', 'admin key (default: generated on first start, kept in <data>/admin-key)').env('SYNCGRAPH_ADMIN_KEY'))
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string }) => {
+      const node = await startNode({
+        host: opts.host,
+        port: opts.port,
+        dataDir: opts.data,
+        adminKey: opts.adminKey,
+        logLevel: opts.logLevel,
+      });
+      if (node.adminKeyGenerated) {
+        process.stdout.write(
+          `\nGenerated an admin key (shown only this once; kept in ${opts.data}/admin-key):\n\n  ${node.adminKey}\n\n` +
+            `GraphQL: ${node.url}/graphql   (Authorization: Bearer <admin key>)\n\n`,
+        );
+      }
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        node.logger.info({ signal }, 'stopping');
+        node.close().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            node.logger.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+  program.parse(argv);
+  return program;
+}

@@ -1,0 +1,80 @@
+/**
+ * The engine: the partitions of one node, opened on demand over one store. It decides *what* a
+ * change does; where it is applied (the cluster) is decided above it.
+ */
+import { ErrorCode, SyncError } from '../model/errors.js';
+import { normaliseAppId, validateBucketName } from '../model/names.js';
+import { nodeIdKey } from '../storage/layout.js';
+import { StagedStore, type StagedStoreOptions } from '../storage/staged-store.js';
+import type { KeyValueStore } from '../storage/store.js';
+import { Partition, type EngineContext } from './partition.js';
+
+export interface EngineOptions extends Omit<EngineContext, 'nodeId'>, StagedStoreOptions {
+  /** Makes the id of a node on its first start (the origin of the records it accepts). */
+  newNodeId: () => string;
+}
+
+export class Engine {
+  private readonly partitions = new Map<string, Promise<Partition>>();
+  private readonly opened = new Map<string, Partition>();
+  private closing = false;
+
+  private constructor(
+    private readonly store: StagedStore,
+    private readonly ctx: EngineContext,
+  ) {}
+
+  static async open(kv: KeyValueStore, options: EngineOptions): Promise<Engine> {
+    const store = new StagedStore(kv, options);
+    let nodeId = await store.get<string>(nodeIdKey);
+    if (nodeId === undefined) {
+      nodeId = options.newNodeId();
+      await store.stage([{ type: 'put', key: nodeIdKey, value: nodeId }]);
+    }
+    const { newNodeId: _unused, ...ctx } = options;
+    return new Engine(store, { ...ctx, nodeId });
+  }
+
+  get nodeId(): string {
+    return this.ctx.nodeId;
+  }
+
+  /** The partition of `bucket` in `app`, opened on first use. Throws INVALID_INPUT on bad names. */
+  async partition(app: string, bucket: string): Promise<Partition> {
+    if (this.closing) throw new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down');
+    validateBucketName(bucket);
+    const appId = normaliseAppId(app);
+    const id = `${appId}/${bucket}`;
+    let partition = this.partitions.get(id);
+    if (partition === undefined) {
+      partition = Partition.open(appId, bucket, this.store, this.ctx);
+      this.partitions.set(id, partition);
+      partition.then(
+        (p) => this.opened.set(id, p),
+        () => this.partitions.delete(id),
+      );
+    }
+    return partition;
+  }
+
+  /** Live subscriptions across all partitions. */
+  get subscriberCount(): number {
+    let n = 0;
+    for (const p of this.opened.values()) n += p.changeFeed.size + p.eventFeed.size;
+    return n;
+  }
+
+  /**
+   * Refuses new work, lets in-flight changes become durable, ends live feeds, closes the store.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    const partitions = await Promise.allSettled(this.partitions.values());
+    for (const result of partitions) {
+      if (result.status === 'fulfilled') await result.value.settle();
+    }
+    await this.store.flush();
+    for (const result of partitions) if (result.status === 'fulfilled') result.value.close();
+    await this.store.store.close();
+  }
+}

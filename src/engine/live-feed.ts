@@ -1,0 +1,99 @@
+/**
+ * In-memory fan-out of durable records to live subscribers. Each subscriber has its own bounded
+ * queue: a subscriber that does not keep up is cut off (`overflowed`), never buffered without
+ * bound. Records are shared objects: publishing costs one array push per subscriber.
+ */
+export class LiveFeed<T> {
+  private readonly queues = new Set<FeedQueue<T>>();
+
+  publish(item: T): void {
+    for (const queue of this.queues) queue.push(item);
+  }
+
+  attach(capacity: number): FeedQueue<T> {
+    const queue = new FeedQueue<T>(capacity, () => this.queues.delete(queue));
+    this.queues.add(queue);
+    return queue;
+  }
+
+  /** Ends every subscription (shutdown, bucket dropped...). */
+  closeAll(): void {
+    for (const queue of [...this.queues]) queue.close();
+  }
+
+  get size(): number {
+    return this.queues.size;
+  }
+}
+
+export const OVERFLOW = Symbol('overflow');
+export const CLOSED = Symbol('closed');
+
+export class FeedQueue<T> {
+  private items: T[] = [];
+  private head = 0;
+  private wake: (() => void) | undefined;
+  private state: 'open' | 'overflowed' | 'closed' = 'open';
+
+  constructor(
+    private readonly capacity: number,
+    private readonly onDetach: () => void,
+  ) {}
+
+  push(item: T): void {
+    if (this.state !== 'open') return;
+    if (this.items.length - this.head >= this.capacity) {
+      this.state = 'overflowed';
+      this.items = [];
+      this.head = 0;
+    } else {
+      this.items.push(item);
+    }
+    this.signal();
+  }
+
+  get overflowed(): boolean {
+    return this.state === 'overflowed';
+  }
+
+  /** Forget everything queued and the overflow; the caller re-reads what it missed from disk. */
+  reset(): void {
+    if (this.state === 'closed') return;
+    this.items = [];
+    this.head = 0;
+    this.state = 'open';
+  }
+
+  /** The next item, waiting for one; OVERFLOW once the queue overflowed, CLOSED once closed. */
+  async next(): Promise<T | typeof OVERFLOW | typeof CLOSED> {
+    for (;;) {
+      if (this.state === 'closed') return CLOSED;
+      if (this.state === 'overflowed') return OVERFLOW;
+      if (this.head < this.items.length) {
+        const item = this.items[this.head] as T;
+        this.items[this.head] = undefined as T;
+        this.head++;
+        if (this.head > 1024 && this.head * 2 > this.items.length) {
+          this.items = this.items.slice(this.head);
+          this.head = 0;
+        }
+        return item;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.items = [];
+    this.onDetach();
+    this.signal();
+  }
+
+  private signal(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}

@@ -1,0 +1,80 @@
+/** JSON values as they travel through syncgraph. Pure helpers, no I/O. */
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | JsonObject;
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Structural equality of two JSON values (key order does not matter). */
+export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
+  if (a === b) return true;
+  if (typeof a !== typeof b || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i] as JsonValue, b[i] as JsonValue)) return false;
+    return true;
+  }
+  if (Array.isArray(b) || typeof a !== 'object' || typeof b !== 'object') return false;
+  const aKeys = Object.keys(a);
+  if (aKeys.length !== Object.keys(b).length) return false;
+  for (const key of aKeys) {
+    if (!Object.prototype.hasOwnProperty.call(b, key)) return false;
+    if (!jsonEqual(a[key] as JsonValue, b[key] as JsonValue)) return false;
+  }
+  return true;
+}
+
+/** A deep copy; JSON values are small trees, so recursion depth is bounded by the depth limit. */
+export function cloneJson<T extends JsonValue>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => cloneJson(v)) as T;
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(value)) out[k] = cloneJson(v);
+  return out as T;
+}
+
+export interface JsonShape {
+  /** Deepest nesting of arrays/objects; a primitive has depth 0, `{}` depth 1. */
+  depth: number;
+  /** Length of the value's JSON encoding in UTF-8 bytes. */
+  bytes: number;
+}
+
+/**
+ * Checks that `value` is plain JSON (no undefined, functions, non-finite numbers, cycles) within a
+ * depth limit, and measures it. Returns an error message naming the offending path, or the shape.
+ * The depth check comes first so that hostile input cannot blow the stack of JSON.stringify.
+ */
+export function inspectJson(value: unknown, depthMax: number, path = '$'): JsonShape | string {
+  const depth = measureDepth(value, depthMax, path, 0);
+  if (typeof depth === 'string') return depth;
+  return { depth, bytes: Buffer.byteLength(JSON.stringify(value), 'utf8') };
+}
+
+function measureDepth(value: unknown, depthMax: number, path: string, level: number): number | string {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return 0;
+  if (typeof value === 'number') return Number.isFinite(value) ? 0 : `${path} is not a finite number`;
+  if (typeof value !== 'object') return `${path} is not a JSON value`;
+  if (level >= depthMax) return `${path} is nested deeper than ${depthMax} levels`;
+  let deepest = 0;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const d = measureDepth(value[i], depthMax, `${path}[${i}]`, level + 1);
+      if (typeof d === 'string') return d;
+      if (d > deepest) deepest = d;
+    }
+  } else {
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) return `${path} is not a plain JSON object`;
+    for (const [k, v] of Object.entries(value)) {
+      const d = measureDepth(v, depthMax, `${path}.${k}`, level + 1);
+      if (typeof d === 'string') return d;
+      if (d > deepest) deepest = d;
+    }
+  }
+  return deepest + 1;
+}

@@ -1,0 +1,198 @@
+/**
+ * String diffs and three-way text merge, on diff-match-patch (dmp). This is the `d` operation of
+ * jsondiff (see docs/JSONDIFF.md). Pure: no I/O, clock or randomness.
+ *
+ * Determinism: every replica must compute the same delta and the same merge from the same inputs,
+ * so the shared dmp instance runs with `Diff_Timeout = 0` (no wall-clock cutoff; the default of 1 s
+ * would make results depend on machine load). All other dmp settings keep their defaults and are
+ * never changed after module load.
+ */
+import DiffMatchPatch from 'diff-match-patch';
+import { ErrorCode, SyncError } from './errors.js';
+
+type Diff = [number, string];
+
+const dmp = new DiffMatchPatch();
+dmp.Diff_Timeout = 0;
+
+const DIFF_DELETE = -1;
+const DIFF_INSERT = 1;
+
+/**
+ * The dmp delta (`=N` keep, `-N` delete, `+text` insert; tab separated, as `diff_toDelta`) that
+ * turns `from` into `to`. Lengths count UTF-16 code units, as every dmp implementation does.
+ * Throws INVALID_INPUT when `to` inserts a lone surrogate: the delta format URI-encodes inserted
+ * text and cannot carry one (callers that need a total function replace the whole string instead).
+ */
+export function textDelta(from: string, to: string): string {
+  try {
+    return dmp.diff_toDelta(diffText(from, to));
+  } catch (error) {
+    if (error instanceof URIError) {
+      throw new SyncError(ErrorCode.INVALID_INPUT, 'text contains a lone surrogate, which a delta cannot carry');
+    }
+    throw error;
+  }
+}
+
+/**
+ * Applies a delta made against exactly `text`. Strict: a delta whose lengths do not add up to
+ * `text`, or that is malformed, throws INVALID_INPUT (Simperium's "diff failed to apply").
+ */
+export function applyTextDelta(text: string, delta: string): string {
+  return dmp.diff_text2(diffsFromDelta(text, delta));
+}
+
+/**
+ * Applies a delta made against `deltaBase` to `text`, which may have drifted from it: the delta
+ * becomes context patches and `patch_apply` places them by fuzzy matching. Hunks that cannot be
+ * placed are dropped, as Simperium does. Throws INVALID_INPUT only if the delta does not fit
+ * `deltaBase`.
+ */
+export function patchText(text: string, deltaBase: string, delta: string): string {
+  return applyDiffsFuzzily(text, deltaBase, diffsFromDelta(deltaBase, delta));
+}
+
+/**
+ * Three-way merge: the edits that turn `base` into `later`, patched (fuzzily) onto `earlier`.
+ * The argument order is the tie-break, so every replica must call it in the same canonical
+ * order (earlier change first, later change on top) for replicas to converge.
+ */
+export function mergeText(base: string, earlier: string, later: string): string {
+  if (later === base || later === earlier) return earlier;
+  if (earlier === base) return later;
+  return applyDiffsFuzzily(earlier, base, diffText(base, later));
+}
+
+/**
+ * Whether `delta` is well formed (tokens `=N`, `-N` or `+text` with URI-encoded text, tab
+ * separated), regardless of the text it will be applied to. Lets input validation reject garbage
+ * before any document is loaded.
+ */
+export function isTextDelta(delta: string): boolean {
+  if (delta === '') return true;
+  for (const token of delta.split('\t')) {
+    const op = token[0];
+    if (op === '=' || op === '-') {
+      if (!/^\d{1,15}$/.test(token.slice(1))) return false;
+    } else if (op === '+') {
+      try {
+        decodeURI(token.slice(1));
+      } catch {
+        return false;
+      }
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+function diffsFromDelta(text: string, delta: string): Diff[] {
+  // dmp's own parser accepts sloppy tokens (parseInt reads "3abc" as 3); check the syntax first.
+  if (!isTextDelta(delta)) throw new SyncError(ErrorCode.INVALID_INPUT, 'malformed text delta');
+  try {
+    return dmp.diff_fromDelta(text, delta);
+  } catch {
+    throw new SyncError(ErrorCode.INVALID_INPUT, 'text delta does not fit the text it is applied to');
+  }
+}
+
+function applyDiffsFuzzily(text: string, deltaBase: string, diffs: Diff[]): string {
+  if (diffs.every(([op]) => op !== DIFF_DELETE && op !== DIFF_INSERT)) return text;
+  const patches = dmp.patch_make(deltaBase, diffs);
+  const [patched] = dmp.patch_apply(patches, text);
+  return patched;
+}
+
+/**
+ * A cleaned-up diff that never splits a surrogate pair. dmp diffs UTF-16 code units, so two emoji
+ * that share a high surrogate ("😀" → "😃") would be cut between the halves, and `diff_toDelta`
+ * then throws on the lone half it must URI-encode. We diff stand-ins instead: each astral code
+ * point present becomes one unused BMP code unit, and the segments are mapped back afterwards.
+ */
+function diffText(from: string, to: string): Diff[] {
+  const pairs = new Set<string>();
+  collectAstral(from, pairs);
+  collectAstral(to, pairs);
+  if (pairs.size === 0) return cleanDiff(from, to);
+
+  const used = new Set<number>();
+  for (const text of [from, to]) for (let i = 0; i < text.length; i++) used.add(text.charCodeAt(i));
+  const standIns = allocateStandIns(pairs.size, used);
+  // Beyond ~57,000 distinct astral characters there are no free stand-ins left: replacing the
+  // whole text is still a correct (if large) diff and never splits a pair.
+  if (standIns === undefined) {
+    const whole: Diff[] = [];
+    if (from !== '') whole.push([DIFF_DELETE, from]);
+    if (to !== '') whole.push([DIFF_INSERT, to]);
+    return whole;
+  }
+
+  const toStandIn = new Map<string, string>();
+  const fromStandIn = new Map<string, string>();
+  let next = 0;
+  for (const pair of pairs) {
+    const standIn = standIns[next++] as string;
+    toStandIn.set(pair, standIn);
+    fromStandIn.set(standIn, pair);
+  }
+  const diffs = cleanDiff(encodeAstral(from, toStandIn), encodeAstral(to, toStandIn));
+  return diffs.map(([op, segment]): Diff => [op, decodeStandIns(segment, fromStandIn)]);
+}
+
+function cleanDiff(from: string, to: string): Diff[] {
+  const diffs = dmp.diff_main(from, to);
+  // Efficiency cleanup (as Simperium's jsondiff does) folds short equalities between edits into
+  // the edits: fewer, larger tokens, hence compact deltas and patches with sturdier context.
+  dmp.diff_cleanupEfficiency(diffs);
+  return diffs;
+}
+
+function collectAstral(text: string, pairs: Set<string>): void {
+  for (let i = 0; i < text.length - 1; i++) {
+    const high = text.charCodeAt(i);
+    if (high < 0xd800 || high > 0xdbff) continue;
+    const low = text.charCodeAt(i + 1);
+    if (low < 0xdc00 || low > 0xdfff) continue;
+    pairs.add(text.slice(i, i + 2));
+    i++;
+  }
+}
+
+/** Private-use code units first (least likely to occur in text), then the rest of the BMP. */
+function allocateStandIns(count: number, used: Set<number>): string[] | undefined {
+  const ranges: Array<[number, number]> = [
+    [0xe000, 0xf8ff],
+    [0x0100, 0xd7ff],
+    [0xf900, 0xfffd],
+  ];
+  const out: string[] = [];
+  for (const [lo, hi] of ranges) {
+    for (let c = lo; c <= hi && out.length < count; c++) if (!used.has(c)) out.push(String.fromCharCode(c));
+  }
+  return out.length === count ? out : undefined;
+}
+
+function encodeAstral(text: string, toStandIn: Map<string, string>): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const standIn = toStandIn.get(text.slice(i, i + 2));
+    if (standIn !== undefined) {
+      out += standIn;
+      i++;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+function decodeStandIns(segment: string, fromStandIn: Map<string, string>): string {
+  let out = '';
+  for (let i = 0; i < segment.length; i++) {
+    const unit = segment[i] as string;
+    out += fromStandIn.get(unit) ?? unit;
+  }
+  return out;
+}

@@ -1,0 +1,94 @@
+/**
+ * Options of a syncgraph node, typed once, each with its default, applied in one place
+ * (`resolveNodeOptions`). The CLI and tests build a `NodeOptions`; everything below reads the
+ * resolved form.
+ */
+import { defaultRetention, type RetentionPolicy } from './model/retention.js';
+import { defaultEventLimits, type EventLimits } from './model/event.js';
+
+export interface Limits extends EventLimits {
+  /** Largest HTTP request body or WebSocket message, in bytes. @default 10 MiB */
+  requestBytesMax: number;
+  /** Most changes in one submitChanges. @default 1000 */
+  changesPerRequestMax: number;
+  /** Most events in one pushEvents. @default 1000 */
+  eventsPerRequestMax: number;
+  /** Largest entity (its JSON encoding), and largest diff, in bytes. @default 1 MiB */
+  entityBytesMax: number;
+  /** Deepest nesting of entity data or of a diff. @default 32 */
+  depthMax: number;
+  /** Default page size of changes, events and entities. @default 100 */
+  pageSizeDefault: number;
+  /** Largest page a client may ask for. @default 1000 */
+  pageSizeMax: number;
+  /** Records a live subscriber may fall behind before it is ended with SLOW_CONSUMER. @default 10_000 */
+  subscriberQueueMax: number;
+  /** Live subscriptions per node. @default 100_000 */
+  subscriptionsMax: number;
+}
+
+export const defaultLimits: Limits = {
+  ...defaultEventLimits,
+  requestBytesMax: 10 * 1024 * 1024,
+  changesPerRequestMax: 1000,
+  eventsPerRequestMax: 1000,
+  entityBytesMax: 1024 * 1024,
+  depthMax: 32,
+  pageSizeDefault: 100,
+  pageSizeMax: 1000,
+  subscriberQueueMax: 10_000,
+  subscriptionsMax: 100_000,
+};
+
+export interface NodeOptions {
+  /** Interface to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. @default 4000 */
+  port?: number;
+  /** Data directory (LevelDB lives in `{dataDir}/db`). @default './data' */
+  dataDir?: string;
+  /** The admin key. @default read from `{dataDir}/admin-key`, generated on first start */
+  adminKey?: string;
+  /** Overrides of individual limits. */
+  limits?: Partial<Limits>;
+  /** Default version retention of buckets. */
+  retention?: Partial<RetentionPolicy>;
+  /** Read cache budget in bytes. @default 64 MiB */
+  cacheBytesMax?: number;
+  /** Log level of pino. @default 'info' */
+  logLevel?: string;
+}
+
+export interface ResolvedNodeOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  adminKey: string | undefined;
+  limits: Limits;
+  retention: RetentionPolicy;
+  cacheBytesMax: number;
+  logLevel: string;
+}
+
+export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
+  const {
+    host = '127.0.0.1',
+    port = 4000,
+    dataDir = './data',
+    adminKey,
+    limits = {},
+    retention = {},
+    cacheBytesMax = 64 * 1024 * 1024,
+    logLevel = 'info',
+  } = options;
+  return {
+    host,
+    port,
+    dataDir,
+    adminKey,
+    limits: { ...defaultLimits, ...limits },
+    retention: { ...defaultRetention, ...retention },
+    cacheBytesMax,
+    logLevel,
+  };
+}

@@ -1,0 +1,15 @@
+import type { Resolvers } from '../generated/graphql.js';
+import { Bucket } from './bucket.js';
+import { Mutation } from './mutation.js';
+import { Query } from './query.js';
+import { CursorScalar, JSONScalar } from './scalars.js';
+import { Subscription } from './subscription.js';
+
+export const resolvers: Resolvers = {
+  JSON: JSONScalar,
+  Cursor: CursorScalar,
+  Query,
+  Mutation,
+  Subscription,
+  Bucket,
+};

@@ -1,0 +1,268 @@
+/**
+ * A syncgraph node: one HTTP port serving GraphQL over HTTP (POST /graphql, GraphiQL on GET),
+ * graphql-ws subscriptions on /graphql, and GET /health; over one LevelDB engine.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { GraphQLError, type ExecutionArgs } from 'graphql';
+import type { OperationResult } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga } from 'graphql-yoga';
+import { pino, type Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
+import { WebSocketServer } from 'ws';
+import { Engine } from '../engine/engine.js';
+import { ErrorCode } from '../model/errors.js';
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
+import type { ResolverContext } from '../resolvers/context.js';
+import { LevelStore } from '../storage/level-store.js';
+import { bearerToken, keyMatches, resolveAdminKey } from './admin-key.js';
+import { maskError } from './errors.js';
+import { buildSchema } from './schema.js';
+import { useErrorCodes } from './use-error-codes.js';
+
+export interface RunningNode {
+  /** `http://host:port` */
+  url: string;
+  port: number;
+  nodeId: string;
+  adminKey: string;
+  /** True when this start generated the admin key (print it once). */
+  adminKeyGenerated: boolean;
+  options: ResolvedNodeOptions;
+  logger: Logger;
+  /** Stops accepting, finishes in-flight requests and writes, closes LevelDB. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_APP = 'default';
+
+export async function startNode(input: NodeOptions, logger?: Logger): Promise<RunningNode> {
+  const options = resolveNodeOptions(input);
+  const log = logger ?? pino({ level: options.logLevel });
+  mkdirSync(options.dataDir, { recursive: true });
+  const admin = resolveAdminKey(options.dataDir, options.adminKey);
+  const store = await LevelStore.open(join(options.dataDir, 'db'));
+  const engine = await Engine.open(store, {
+    now: () => Date.now(),
+    newId: () => uuidv7(),
+    newNodeId: () => randomBytes(6).toString('hex'),
+    limits: options.limits,
+    retention: options.retention,
+    cacheBytesMax: options.cacheBytesMax,
+    onBackgroundError: (error) => log.error({ err: error }, 'background work failed'),
+    onWriteFailure: (error) => log.error({ err: error }, 'LevelDB write failed; staged changes were rejected'),
+    onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
+  });
+
+  const isAdmin = (authorization: unknown) => {
+    const token = bearerToken(authorization);
+    return token !== undefined && keyMatches(token, admin.key);
+  };
+  const contextFor = (): Omit<ResolverContext, 'caller'> => ({ engine, app: DEFAULT_APP, limits: options.limits });
+
+  const yoga = createYoga<object, ResolverContext>({
+    schema: buildSchema(),
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    healthCheckEndpoint: '/yoga-health',
+    maskedErrors: { maskError: (error) => maskError(error, (err) => log.error({ err }, 'unexpected error in a resolver')) },
+    plugins: [useErrorCodes()],
+    context: ({ request, connectionParams }: { request?: Request; connectionParams?: Record<string, unknown> }) => {
+      const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
+      if (!isAdmin(authorization)) {
+        throw new GraphQLError('missing or invalid credentials: send "Authorization: Bearer <admin key>"', {
+          extensions: { code: ErrorCode.UNAUTHENTICATED, http: { status: 401 } },
+        });
+      }
+      return { ...contextFor(), caller: { admin: true } };
+    },
+  });
+
+  let inFlight = 0;
+  /** Requests in progress, so that shutdown can end long-lived ones (SSE subscriptions). */
+  const active = new Set<AbortController>();
+  let idle: (() => void) | undefined;
+  let draining = false;
+
+  const server = createServer((req, res) => {
+    inFlight++;
+    handle(req, res)
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'request failed');
+        if (!res.headersSent) sendError(res, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'Unexpected error.');
+        else res.destroy();
+      })
+      .finally(() => {
+        inFlight--;
+        if (inFlight === 0) idle?.();
+      });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (draining) return sendError(res, 503, ErrorCode.SHUTTING_DOWN, 'the node is shutting down', { connection: 'close' });
+    if (url.pathname === '/health' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'ok', nodeId: engine.nodeId }));
+      return;
+    }
+    if (url.pathname !== '/graphql') return sendError(res, 404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
+    const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req, options.limits.requestBytesMax);
+    if (body === TOO_LARGE) {
+      return sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, `request body is larger than ${options.limits.requestBytesMax} bytes`, {
+        connection: 'close',
+      });
+    }
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+    }
+    const abort = new AbortController();
+    active.add(abort);
+    res.on('close', () => {
+      active.delete(abort);
+      abort.abort();
+    });
+    const response = await yoga.fetch(
+      url.toString(),
+      { method: req.method ?? 'GET', headers, body: body ?? null, signal: abort.signal },
+      {},
+    );
+    await sendResponse(res, response);
+  }
+
+  const wsServer = new WebSocketServer({ server, path: '/graphql', maxPayload: options.limits.requestBytesMax });
+  const wsCleanup = useServer<Record<string, unknown> | undefined, { socket: unknown; request: IncomingMessage }>(
+    {
+      onConnect: (ctx) => isAdmin(ctx.connectionParams?.['authorization']),
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+          connectionParams: ctx.connectionParams ?? {},
+        });
+        let document;
+        try {
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : new GraphQLError(String(error))];
+        }
+        const args = {
+          schema: enveloped.schema,
+          operationName: payload.operationName,
+          document,
+          variableValues: payload.variables,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        };
+        const errors = enveloped.validate(args.schema, args.document);
+        if (errors.length > 0) return errors;
+        return args;
+      },
+    },
+    wsServer,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+  log.info({ url: `${url}/graphql`, nodeId: engine.nodeId, dataDir: options.dataDir }, 'syncgraph listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      draining = true;
+      log.info('shutting down: finishing in-flight requests');
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      // In-flight mutations finish (their writes become durable); then live clients are told.
+      // Long-lived responses (subscriptions over SSE) are ended after a grace period.
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => (idle = resolve)),
+          new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref()),
+        ]);
+      }
+      for (const abort of active) abort.abort();
+      for (const client of wsServer.clients) client.close(1001, 'server shutting down');
+      await wsCleanup.dispose();
+      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+      server.closeAllConnections();
+      await stopped;
+      await engine.close();
+      log.info('shut down cleanly');
+    })());
+
+  return { url, port, nodeId: engine.nodeId, adminKey: admin.key, adminKeyGenerated: admin.generated, options, logger: log, close };
+}
+
+interface Enveloped {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}
+
+const TOO_LARGE = Symbol('too large');
+
+async function readBody(req: IncomingMessage, bytesMax: number): Promise<Buffer | typeof TOO_LARGE> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > bytesMax) {
+    req.resume();
+    return TOO_LARGE;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > bytesMax) {
+      req.resume();
+      return TOO_LARGE;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function sendResponse(res: ServerResponse, response: Response): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  response.headers.forEach((value, name) => {
+    const existing = headers[name];
+    headers[name] = existing === undefined ? value : ([] as string[]).concat(existing, value);
+  });
+  res.writeHead(response.status, headers);
+  if (response.body === null) {
+    res.end();
+    return;
+  }
+  const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  for await (const chunk of body) {
+    if (res.destroyed) break;
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        res.once('drain', resolve);
+        res.once('close', resolve);
+      });
+    }
+  }
+  res.end();
+}
+
+function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string, extraHeaders: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...extraHeaders });
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code } }] }));
+}

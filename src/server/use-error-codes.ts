@@ -1,0 +1,53 @@
+/**
+ * Every error a client can receive carries a stable `extensions.code`. graphql-js and yoga raise
+ * some without one (syntax errors, validation failures, bad variables, malformed HTTP requests):
+ * this plugin names them, by the phase they come from, never by their message.
+ */
+import { GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { ErrorCode } from '../model/errors.js';
+import { hasCode, withCode } from './errors.js';
+
+function codeAll(errors: readonly Error[], code: ErrorCode): GraphQLError[] {
+  return errors.map((e) => withCode(e instanceof GraphQLError ? e : new GraphQLError(e.message, { originalError: e }), code));
+}
+
+export function useErrorCodes(): Plugin {
+  return {
+    onParse() {
+      return ({ result, replaceParseResult }) => {
+        if (result instanceof GraphQLError) replaceParseResult(withCode(result, ErrorCode.GRAPHQL_PARSE_FAILED));
+        else if (result instanceof Error) {
+          replaceParseResult(new GraphQLError(result.message, { extensions: { code: ErrorCode.GRAPHQL_PARSE_FAILED } }));
+        }
+      };
+    },
+    onValidate() {
+      return ({ result, setResult }) => {
+        if (result.length > 0) setResult(codeAll(result, ErrorCode.GRAPHQL_VALIDATION_FAILED));
+      };
+    },
+    onResultProcess({ result, setResult }) {
+      const results = Array.isArray(result) ? result : [result];
+      if (!results.some(needsCodes)) return;
+      const fixed = results.map((r) => (needsCodes(r) ? { ...r, errors: r.errors.map(nameRequestError) } : r));
+      setResult((Array.isArray(result) ? fixed : fixed[0]) as typeof result);
+    },
+  };
+}
+
+function needsCodes(value: unknown): value is { errors: unknown[] } {
+  if (typeof value !== 'object' || value === null) return false;
+  const errors = (value as { errors?: unknown }).errors;
+  return Array.isArray(errors) && errors.some((e) => e instanceof GraphQLError && !hasCode(e));
+}
+
+/**
+ * What is still without a code at the end is a request-level error: a malformed HTTP request that
+ * yoga rejected (it carries an `http` extension) or variables that did not coerce.
+ */
+function nameRequestError(error: unknown): unknown {
+  if (!(error instanceof GraphQLError) || hasCode(error)) return error;
+  if (error.path !== undefined) return withCode(error, ErrorCode.INTERNAL_SERVER_ERROR);
+  return withCode(error, error.extensions?.['http'] !== undefined ? ErrorCode.BAD_REQUEST : ErrorCode.BAD_USER_INPUT);
+}

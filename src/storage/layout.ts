@@ -1,0 +1,88 @@
+/**
+ * The LevelDB key layout. One LevelDB per node; every partition (one bucket of one app) lives
+ * under its own prefix. `!` separates parts: no app, bucket, entity key or ccid may contain it,
+ * and it sorts before every character they may contain, so prefix ranges never overlap.
+ *
+ *   node!id                                   this node's id (origin of the records it accepts)
+ *   p!{partition}!meta                        PartitionMeta: sequences, generation, log start
+ *   p!{partition}!config                      BucketConfig
+ *   p!{partition}!c!{seq}                     change log, in local arrival order
+ *   p!{partition}!e!{seq}                     event log
+ *   p!{partition}!ccid!{ccid}                 ccid -> the change it produced (idempotency)
+ *   p!{partition}!uuid!{uuid}                 event uuid -> seq (idempotency)
+ *   p!{partition}!g{gen}!ent!{key}            latest state of an entity
+ *   p!{partition}!g{gen}!ver!{key}!{version}  retained versions
+ *
+ * Entities and versions sit under a generation so that EMPTY and DROP are one small atomic
+ * write (bump the generation); the old generation is garbage, cleared in the background.
+ */
+import { prefixEnd } from './store.js';
+
+const SEQ_DIGITS = 16;
+const VERSION_DIGITS = 10;
+
+const pad = (n: number, digits: number) => n.toString().padStart(digits, '0');
+
+export const nodeIdKey = 'node!id';
+
+export class PartitionLayout {
+  readonly base: string;
+  constructor(readonly partition: string) {
+    this.base = `p!${partition}!`;
+  }
+  get meta() {
+    return `${this.base}meta`;
+  }
+  get config() {
+    return `${this.base}config`;
+  }
+  change(seq: number) {
+    return `${this.base}c!${pad(seq, SEQ_DIGITS)}`;
+  }
+  event(seq: number) {
+    return `${this.base}e!${pad(seq, SEQ_DIGITS)}`;
+  }
+  /** Key range of the change log from `fromSeq` on. */
+  changesFrom(fromSeq: number) {
+    return { gte: this.change(fromSeq), lt: prefixEnd(`${this.base}c!`) };
+  }
+  changesBefore(seq: number) {
+    return { gte: `${this.base}c!`, lt: this.change(seq) };
+  }
+  eventsFrom(fromSeq: number) {
+    return { gte: this.event(fromSeq), lt: prefixEnd(`${this.base}e!`) };
+  }
+  ccid(ccid: string) {
+    return `${this.base}ccid!${ccid}`;
+  }
+  uuid(uuid: string) {
+    return `${this.base}uuid!${uuid}`;
+  }
+  entity(gen: number, key: string) {
+    return `${this.base}g${gen}!ent!${key}`;
+  }
+  /** Entities in key order, strictly after `afterKey` when given. */
+  entities(gen: number, afterKey?: string) {
+    const prefix = `${this.base}g${gen}!ent!`;
+    return afterKey === undefined ? { gte: prefix, lt: prefixEnd(prefix) } : { gt: prefix + afterKey, lt: prefixEnd(prefix) };
+  }
+  version(gen: number, key: string, version: number) {
+    return `${this.base}g${gen}!ver!${key}!${pad(version, VERSION_DIGITS)}`;
+  }
+  versions(gen: number, key: string) {
+    const prefix = `${this.base}g${gen}!ver!${key}!`;
+    return { gte: prefix, lt: prefixEnd(prefix) };
+  }
+  /** Everything of one generation: what EMPTY and DROP leave behind as garbage. */
+  generation(gen: number) {
+    const prefix = `${this.base}g${gen}!`;
+    return { gte: prefix, lt: prefixEnd(prefix) };
+  }
+  /** Everything of this partition. */
+  all() {
+    return { gte: this.base, lt: prefixEnd(this.base) };
+  }
+  static seqOfKey(key: string): number {
+    return Number(key.slice(key.length - SEQ_DIGITS));
+  }
+}

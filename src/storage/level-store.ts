@@ -1,0 +1,45 @@
+/** The LevelDB implementation of KeyValueStore, on `level` (classic-level in Node). */
+import { Level } from 'level';
+import type { KeyValueStore, RangeOptions, WriteOp } from './store.js';
+
+export class LevelStore implements KeyValueStore {
+  private constructor(private readonly db: Level<string, string>) {}
+
+  static async open(location: string): Promise<LevelStore> {
+    const db = new Level<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    await db.open();
+    return new LevelStore(db);
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    return (await this.db.get(key)) ?? undefined;
+  }
+
+  async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+    if (ops.length === 0) return;
+    // `sync` is classic-level's option: fsync before resolving, which is what "durable" means.
+    await this.db.batch<string, string>(ops, { sync: options.sync });
+  }
+
+  async *entries(range: RangeOptions): AsyncIterable<[string, string]> {
+    const iterator = this.db.iterator({ ...range, limit: range.limit ?? -1 });
+    try {
+      for (;;) {
+        // Pull in chunks: one native call per chunk instead of one per entry.
+        const chunk = await iterator.nextv(256);
+        if (chunk.length === 0) return;
+        for (const entry of chunk) yield entry;
+      }
+    } finally {
+      await iterator.close();
+    }
+  }
+
+  async clear(range: RangeOptions): Promise<void> {
+    await this.db.clear({ ...range, limit: range.limit ?? -1 });
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The storage interface the engine is written against. LevelDB (`level-store.ts`) is the
+ * production implementation; every implementation keeps these promises:
+ * - `write(ops, {sync: true})` is atomic and durable when it resolves;
+ * - iterators see a consistent snapshot taken when they are created, in key order.
+ * Values are JSON strings: encoding happens once, in the layer above, which also sizes them.
+ */
+export type WriteOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+
+export interface RangeOptions {
+  gt?: string;
+  gte?: string;
+  lt?: string;
+  lte?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface KeyValueStore {
+  get(key: string): Promise<string | undefined>;
+  write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
+  entries(range: RangeOptions): AsyncIterable<[string, string]>;
+  /** Deletes a key range; not atomic with writes, used only for garbage nobody reads any more. */
+  clear(range: RangeOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The smallest string greater than every string starting with `prefix`. */
+export function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}

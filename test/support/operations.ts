@@ -1,0 +1,177 @@
+/**
+ * The GraphQL operations the black-box tests send, typed by the client preset of codegen.
+ */
+import { graphql } from '../generated/gql.js';
+
+export const ChangeFields = graphql(`
+  fragment ChangeFields on Change {
+    id
+    ccid
+    clientId
+    bucket
+    key
+    op
+    sourceVersion
+    version
+    diff
+    data
+    cursor
+  }
+`);
+
+export const SubmitChanges = graphql(`
+  mutation SubmitChanges($bucket: String!, $clientId: String, $changes: [ChangeInput!]!) {
+    submitChanges(bucket: $bucket, clientId: $clientId, changes: $changes) {
+      ccid
+      duplicate
+      noop
+      error {
+        code
+        message
+      }
+      change {
+        ...ChangeFields
+      }
+      entity {
+        key
+        version
+        data
+        deleted
+      }
+    }
+  }
+`);
+
+export const GetEntity = graphql(`
+  query GetEntity($bucket: String!, $key: ID!, $version: Int) {
+    entity(bucket: $bucket, key: $key, version: $version) {
+      bucket
+      key
+      version
+      data
+      deleted
+    }
+  }
+`);
+
+export const ListEntities = graphql(`
+  query ListEntities($bucket: String!, $first: Int, $after: String, $includeDeleted: Boolean) {
+    entities(bucket: $bucket, first: $first, after: $after, includeDeleted: $includeDeleted) {
+      key
+      version
+      data
+      deleted
+    }
+  }
+`);
+
+export const ListVersions = graphql(`
+  query ListVersions($bucket: String!, $key: ID!) {
+    versions(bucket: $bucket, key: $key) {
+      key
+      version
+      data
+      deleted
+    }
+  }
+`);
+
+export const ChangesPage = graphql(`
+  query ChangesPage($bucket: String!, $since: Cursor, $limit: Int) {
+    changes(bucket: $bucket, since: $since, limit: $limit) {
+      changes {
+        ...ChangeFields
+      }
+      cursor
+      hasMore
+    }
+  }
+`);
+
+export const BucketInfo = graphql(`
+  query BucketInfo($name: String!) {
+    bucket(name: $name) {
+      name
+      changesCursor
+      eventsCursor
+      config {
+        conflictMode
+        versionMax
+        version10Max
+      }
+    }
+  }
+`);
+
+export const ConfigureBucket = graphql(`
+  mutation ConfigureBucket($name: String!, $config: BucketConfigInput!) {
+    configureBucket(name: $name, config: $config) {
+      name
+      config {
+        conflictMode
+        versionMax
+        version10Max
+      }
+    }
+  }
+`);
+
+export const EventFields = graphql(`
+  fragment EventFields on Event {
+    uuid
+    timestamp
+    user
+    item
+    action
+    payload
+    cursor
+  }
+`);
+
+export const PushEvents = graphql(`
+  mutation PushEvents($bucket: String!, $events: [EventInput!]!, $since: Cursor) {
+    pushEvents(bucket: $bucket, events: $events, since: $since) {
+      accepted {
+        ...EventFields
+      }
+      rejected {
+        uuid
+        code
+        message
+      }
+      history {
+        ...EventFields
+      }
+      cursor
+      hasMore
+    }
+  }
+`);
+
+export const EventsPage = graphql(`
+  query EventsPage($bucket: String!, $since: Cursor, $limit: Int) {
+    events(bucket: $bucket, since: $since, limit: $limit) {
+      events {
+        ...EventFields
+      }
+      cursor
+      hasMore
+    }
+  }
+`);
+
+export const ChangesSubscription = graphql(`
+  subscription OnChanges($bucket: String!, $since: Cursor) {
+    changes(bucket: $bucket, since: $since) {
+      ...ChangeFields
+    }
+  }
+`);
+
+export const EventsSubscription = graphql(`
+  subscription OnEvents($bucket: String!, $since: Cursor) {
+    events(bucket: $bucket, since: $since) {
+      ...EventFields
+    }
+  }
+`);
