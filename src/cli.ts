@@ -3,12 +3,22 @@
  * down cleanly (finishes in-flight writes, closes LevelDB) and exits 0.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { defaultLimits, type Limits } from './options.js';
 import { startNode } from './server/node.js';
 
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0 to 65535)');
   return n;
+}
+
+/** `--limit name=value`, repeatable: any field of `Limits` (see docs/OPERATIONS.md). */
+function limit(value: string, previous: Partial<Limits>): Partial<Limits> {
+  const match = /^([A-Za-z0-9]+)=([0-9]+)$/.exec(value);
+  if (!match || !(match[1]! in defaultLimits)) {
+    throw new InvalidArgumentError(`must be name=integer, name one of: ${Object.keys(defaultLimits).join(', ')}`);
+  }
+  return { ...previous, [match[1]!]: Number(match[2]) };
 }
 
 export function cli(argv: string[]): Command {
@@ -20,14 +30,16 @@ export function cli(argv: string[]): Command {
     .option('--port <port>', 'port to listen on (0 picks a free one)', port, 4000)
     .option('--data <dir>', 'data directory (LevelDB lives in <dir>/db)', './data')
     .addOption(new Option('--admin-key <key>', 'admin key (default: generated on first start, kept in <data>/admin-key)').env('SYNCGRAPH_ADMIN_KEY'))
+    .option('--limit <name=value>', 'override a limit (repeatable), e.g. --limit entityBytesMax=2097152', limit, {})
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string }) => {
+    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string; limit: Partial<Limits> }) => {
       const node = await startNode({
         host: opts.host,
         port: opts.port,
         dataDir: opts.data,
         adminKey: opts.adminKey,
         logLevel: opts.logLevel,
+        limits: opts.limit,
       });
       if (node.adminKeyGenerated) {
         process.stdout.write(

@@ -143,9 +143,14 @@ function diffText(from: string, to: string): Diff[] {
 
 function cleanDiff(from: string, to: string): Diff[] {
   const diffs = dmp.diff_main(from, to);
-  // Efficiency cleanup (as Simperium's jsondiff does) folds short equalities between edits into
-  // the edits: fewer, larger tokens, hence compact deltas and patches with sturdier context.
-  dmp.diff_cleanupEfficiency(diffs);
+  // The cleanup dmp's own patch_make applies: semantic first, so that a changed word is one
+  // hunk rather than interleaved letters (which fuzzy patching would garble: "red" → "green"
+  // patched onto "blue" gave "gbluen"), then efficiency, which folds short equalities between
+  // edits into the edits: fewer tokens, compact deltas.
+  if (diffs.length > 2) {
+    dmp.diff_cleanupSemantic(diffs);
+    dmp.diff_cleanupEfficiency(diffs);
+  }
   return diffs;
 }
 

@@ -41,6 +41,8 @@ export function maskError(error: unknown, log: (error: unknown) => void): Error 
     return error instanceof GraphQLError && error !== original ? withCode(error, original.extensions['code'] as ErrorCode) : original;
   }
   if (error instanceof GraphQLError && error.originalError === undefined) return error;
+  // graphql-js's own errors (e.g. a variable that does not coerce) are the caller's mistake.
+  if (error instanceof GraphQLError && original instanceof GraphQLError) return withCode(error, ErrorCode.BAD_USER_INPUT);
   log(error);
   return new GraphQLError('Unexpected error.', {
     nodes: error instanceof GraphQLError ? error.nodes : undefined,
