@@ -27,6 +27,18 @@ export function useErrorCodes(): Plugin {
         if (result.length > 0) setResult(codeAll(result, ErrorCode.GRAPHQL_VALIDATION_FAILED));
       };
     },
+    onExecute() {
+      return {
+        onExecuteDone({ result, setResult }) {
+          // Errors of execution without a path are about the request's variables.
+          if (!('errors' in result) || !needsCodes(result)) return;
+          const errors = result.errors.map((e: unknown) =>
+            e instanceof GraphQLError && e.path === undefined ? withCode(e, ErrorCode.BAD_USER_INPUT) : e,
+          );
+          setResult({ ...result, errors } as typeof result);
+        },
+      };
+    },
     onResultProcess({ result, setResult }) {
       const results = Array.isArray(result) ? result : [result];
       if (!results.some(needsCodes)) return;
@@ -43,11 +55,10 @@ function needsCodes(value: unknown): value is { errors: unknown[] } {
 }
 
 /**
- * What is still without a code at the end is a request-level error: a malformed HTTP request that
- * yoga rejected (it carries an `http` extension) or variables that did not coerce.
+ * What is still without a code at the end never reached execution: a malformed HTTP request that
+ * yoga rejected.
  */
 function nameRequestError(error: unknown): unknown {
   if (!(error instanceof GraphQLError) || hasCode(error)) return error;
-  if (error.path !== undefined) return withCode(error, ErrorCode.INTERNAL_SERVER_ERROR);
-  return withCode(error, error.extensions?.['http'] !== undefined ? ErrorCode.BAD_REQUEST : ErrorCode.BAD_USER_INPUT);
+  return withCode(error, error.path !== undefined ? ErrorCode.INTERNAL_SERVER_ERROR : ErrorCode.BAD_REQUEST);
 }

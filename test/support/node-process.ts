@@ -24,6 +24,8 @@ export interface NodeProcess {
   output: string[];
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** Resolves when a stdout line matching `predicate` has arrived (including earlier lines). */
+  waitForOutput(predicate: (line: string) => boolean): Promise<string>;
   /** Sends a signal and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -54,6 +56,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   if (options.env?.['SYNCGRAPH_ADMIN_KEY'] === undefined) delete env['SYNCGRAPH_ADMIN_KEY'];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const output: string[] = [];
+  const outputWaiters: Array<{ predicate: (line: string) => boolean; resolve: (line: string) => void }> = [];
   const errors: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => errors.push(line));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -61,6 +64,12 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       output.push(line);
+      for (const w of [...outputWaiters]) {
+        if (w.predicate(line)) {
+          outputWaiters.splice(outputWaiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
       if (!line.startsWith('{')) return;
       const entry = JSON.parse(line) as { msg?: string; url?: string };
       if (entry.msg === 'syncgraph listening' && entry.url) resolve({ url: entry.url });
@@ -79,6 +88,11 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     child,
     output,
     exited,
+    waitForOutput(predicate) {
+      const seen = output.find(predicate);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise<string>((resolve) => outputWaiters.push({ predicate, resolve }));
+    },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const code = await exited;

@@ -1,0 +1,102 @@
+/**
+ * Bench settings, each overridable by an environment variable (documented in run.ts), and the
+ * paths the bench needs (computed from this compiled file: dist/bench/config.js).
+ */
+import { fileURLToPath } from 'node:url';
+
+function num(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function int(name: string, fallback: number): number {
+  return Math.max(1, Math.round(num(name, fallback)));
+}
+
+function transport(name: string, fallback: 'http' | 'ws'): 'http' | 'ws' {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw !== 'http' && raw !== 'ws') throw new Error(`${name} must be http or ws, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+export interface BenchConfig {
+  /** Measured seconds of each W1/W1b run. */
+  seconds: number;
+  /** Warm-up seconds before each W1/W1b measurement. */
+  warmupSeconds: number;
+  /** Concurrent clients of W1. */
+  clients: number;
+  /** Concurrent clients of W1b. */
+  batchClients: number;
+  /** Changes per request in W1b and when filling W3. */
+  batchSize: number;
+  /** Live subscribers of W2. */
+  subscribers: number;
+  /** WebSockets the W2 subscribers are spread over (subscriptions are dealt round-robin). */
+  sockets: number;
+  /** Changes per second submitted by the W2 writer. */
+  rate: number;
+  /** Seconds the W2 writer runs. */
+  fanoutSeconds: number;
+  /** Most seconds W2 waits for the last deliveries after the writer stopped. */
+  drainSeconds: number;
+  /** Changes written, then read back, by W3. */
+  catchupChanges: number;
+  /** Concurrent clients filling W3. */
+  fillClients: number;
+  /** Most seconds one W3 read may take. */
+  catchupTimeoutSeconds: number;
+  /** Seconds of each raw LevelDB baseline. */
+  levelSeconds: number;
+  /** Size of each JSON value written (raw LevelDB) and of each change's data (roughly). */
+  valueBytes: number;
+  /** Transport of W1b, of the W2 writer and of the W3 fill: http (default) or ws. */
+  writeTransport: 'http' | 'ws';
+  /** Which parts to run: level, w1, w1b, w2, w3 (default all). */
+  only: ReadonlySet<string>;
+  /** Where the report goes. */
+  resultsPath: string;
+}
+
+/** The repository root (dist/bench/config.js -> ../..). */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
+export const BARE_SERVER = fileURLToPath(new URL('./baselines/bare-server.js', import.meta.url));
+
+export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3'] as const;
+
+export function loadConfig(): BenchConfig {
+  const onlyRaw = process.env['BENCH_ONLY'];
+  const only = new Set(
+    onlyRaw === undefined || onlyRaw.trim() === ''
+      ? ALL_PARTS
+      : onlyRaw.split(',').map((part) => part.trim().toLowerCase()).filter((part) => part !== ''),
+  );
+  for (const part of only) {
+    if (!(ALL_PARTS as readonly string[]).includes(part)) throw new Error(`BENCH_ONLY: unknown part ${part} (know ${ALL_PARTS.join(', ')})`);
+  }
+  return {
+    seconds: num('BENCH_SECONDS', 5),
+    warmupSeconds: num('BENCH_WARMUP_SECONDS', 1),
+    clients: int('BENCH_CLIENTS', 32),
+    batchClients: int('BENCH_BATCH_CLIENTS', 8),
+    batchSize: int('BENCH_BATCH', 100),
+    subscribers: int('BENCH_SUBSCRIBERS', 1000),
+    sockets: int('BENCH_SOCKETS', 1000),
+    rate: num('BENCH_RATE', 100),
+    fanoutSeconds: num('BENCH_FANOUT_SECONDS', 5),
+    drainSeconds: num('BENCH_DRAIN_SECONDS', 20),
+    catchupChanges: int('BENCH_CATCHUP_CHANGES', 100_000),
+    fillClients: int('BENCH_FILL_CLIENTS', 4),
+    catchupTimeoutSeconds: num('BENCH_CATCHUP_TIMEOUT_SECONDS', 60),
+    levelSeconds: num('BENCH_LEVEL_SECONDS', 2),
+    valueBytes: int('BENCH_VALUE_BYTES', 200),
+    writeTransport: transport('BENCH_WRITE_TRANSPORT', 'http'),
+    only,
+    resultsPath: process.env['BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)),
+  };
+}
