@@ -33,7 +33,6 @@ export interface ClosedLoopResult {
   /** Fractions of one core during the measured span. */
   serverCpu: number;
   clientCpu: number;
-  seconds: number;
 }
 
 export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedLoopResult> {
@@ -72,7 +71,6 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
   clearTimeout(meterEnd);
   if (failure !== undefined) throw failure;
   cpu ??= meter?.read();
-  const measured = Math.min(options.seconds, (performance.now() - measureFrom) / 1000);
   return {
     clients: options.transports.length,
     requests,
@@ -81,6 +79,5 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
     latency: latencies.summary(),
     serverCpu: cpu?.others[0] ?? NaN,
     clientCpu: cpu?.self ?? NaN,
-    seconds: measured,
   };
 }
