@@ -1,0 +1,179 @@
+/**
+ * W2: live fanout. `subscribers` subscriptions to one bucket, dealt round-robin over `sockets`
+ * graphql-ws sockets, all from the bucket's head cursor. Then:
+ *  1. probes: a change with t = -1 every 300 ms until every subscriber has received one (so
+ *     every subscription is known live before anything is measured; probes are not measured);
+ *  2. idle memory: the server's VmRSS before opening the sockets vs after the subscriptions are
+ *     live plus a settle (no GC can be forced from outside: both readings are taken after a
+ *     quiet pause, and the difference includes socket, graphql-ws and subscription state);
+ *  3. an open-loop writer submits `rate` changes per second (one per request, not waiting for
+ *     acks) for `seconds`, each carrying its send time `t` (performance.now() of this process);
+ *     each subscriber records receipt time - t for every change; then we wait for the last
+ *     deliveries (at most `drainSeconds`).
+ */
+import { CpuMeter, rssKiB, Samples, sleep, type LatencySummary } from '../stats.js';
+import { headCursor, SUBSCRIBE_CHANGES, type ChangeMaker, type GqlResult, type GqlTransport } from '../support/gql.js';
+import { HttpGql } from '../support/http-client.js';
+import type { Service } from '../support/services.js';
+import { closeSockets, GqlSocket, openSockets } from '../support/ws-client.js';
+
+export interface FanoutOptions {
+  subscribers: number;
+  sockets: number;
+  rate: number;
+  seconds: number;
+  drainSeconds: number;
+  bucket: string;
+  maker: ChangeMaker;
+  writeTransport: 'http' | 'ws';
+  /** The write operation (SUBMIT for the node, PUBLISH for the bare server) and its check. */
+  writeQuery: string;
+  checkWrite: (result: GqlResult) => void;
+  /** Progress lines. */
+  log: (line: string) => void;
+}
+
+export interface FanoutResult {
+  subscribers: number;
+  sockets: number;
+  subscribeSeconds: number;
+  rssBeforeKiB: number;
+  rssIdleKiB: number;
+  /** (idle - before) / subscribers, in kB (1000 bytes). */
+  idleKBPerSubscriber: number;
+  sent: number;
+  expected: number;
+  delivered: number;
+  subscriptionErrors: number;
+  firstError: string | undefined;
+  latency: LatencySummary;
+  writerAck: LatencySummary;
+  /** Fractions of one core from the first write to the last delivery. */
+  serverCpu: number;
+  clientCpu: number;
+}
+
+interface Subscriber {
+  count: number;
+  probed: boolean;
+}
+
+const SETTLE_MS = 2_000;
+
+export async function runFanout(target: Service, options: FanoutOptions): Promise<FanoutResult> {
+  const writer: GqlTransport & { close(): unknown } =
+    options.writeTransport === 'http' ? new HttpGql(target.graphqlUrl, target.token, 8) : await GqlSocket.open(target.wsUrl, target.token);
+  let sockets: GqlSocket[] = [];
+  const stops: Array<() => void> = [];
+  try {
+    const since = await headCursor(writer, options.bucket);
+    await sleep(1_000);
+    const rssBeforeKiB = rssKiB(target.pid);
+
+    const total = Math.max(1, Math.round(options.rate * options.seconds));
+    const samples = new Samples(options.subscribers * total);
+    const subscribers: Subscriber[] = [];
+    let subscriptionErrors = 0;
+    let firstError: string | undefined;
+    const variables = JSON.stringify({ b: options.bucket, s: since });
+
+    const subscribeStarted = performance.now();
+    sockets = await openSockets(target.wsUrl, target.token, options.sockets);
+    for (let i = 0; i < options.subscribers; i++) {
+      const subscriber: Subscriber = { count: 0, probed: false };
+      subscribers.push(subscriber);
+      const socket = sockets[i % sockets.length]!;
+      stops.push(
+        socket.subscribe(SUBSCRIBE_CHANGES, variables, {
+          next: (payload) => {
+            const now = performance.now();
+            const change = payload.data?.['changes'] as { data?: { t?: number } } | undefined;
+            const t = change?.data?.t;
+            if (typeof t !== 'number') {
+              subscriptionErrors++;
+              firstError ??= `unexpected payload: ${JSON.stringify(payload).slice(0, 300)}`;
+              return;
+            }
+            if (t < 0) {
+              subscriber.probed = true;
+              return;
+            }
+            subscriber.count++;
+            samples.push(now - t);
+          },
+          error: (error) => {
+            subscriptionErrors++;
+            firstError ??= error.message;
+          },
+        }),
+      );
+    }
+
+    // Probes until every subscription is live.
+    const probeDeadline = performance.now() + 30_000;
+    while (subscribers.some((s) => !s.probed)) {
+      if (performance.now() > probeDeadline || subscriptionErrors > 0) {
+        const live = subscribers.filter((s) => s.probed).length;
+        throw new Error(`only ${live} of ${options.subscribers} subscriptions became live${firstError ? `: ${firstError}` : ''}`);
+      }
+      options.checkWrite(await writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, -1)));
+      await sleep(300);
+    }
+    const subscribeSeconds = (performance.now() - subscribeStarted) / 1000;
+    options.log(`${options.subscribers} subscriptions live on ${sockets.length} sockets in ${subscribeSeconds.toFixed(1)} s`);
+    await sleep(SETTLE_MS);
+    const rssIdleKiB = rssKiB(target.pid);
+
+    // The open-loop writer.
+    const meter = new CpuMeter([target.pid]);
+    const acks = new Samples(total);
+    const pending: Array<Promise<void>> = [];
+    let writeError: unknown;
+    const interval = 1000 / options.rate;
+    const started = performance.now();
+    for (let i = 0; i < total && writeError === undefined; i++) {
+      const wait = started + i * interval - performance.now();
+      if (wait > 1) await sleep(wait);
+      const t = performance.now();
+      pending.push(
+        writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, t)).then(
+          (result) => {
+            options.checkWrite(result);
+            acks.push(performance.now() - t);
+          },
+          (error: unknown) => {
+            writeError ??= error;
+          },
+        ),
+      );
+    }
+    await Promise.all(pending.map((p) => p.catch((error: unknown) => (writeError ??= error))));
+    if (writeError !== undefined) throw writeError;
+
+    const drainDeadline = performance.now() + options.drainSeconds * 1000;
+    while (subscribers.some((s) => s.count < total) && performance.now() < drainDeadline && subscriptionErrors === 0) await sleep(20);
+    const cpu = meter.read();
+
+    return {
+      subscribers: options.subscribers,
+      sockets: sockets.length,
+      subscribeSeconds,
+      rssBeforeKiB,
+      rssIdleKiB,
+      idleKBPerSubscriber: ((rssIdleKiB - rssBeforeKiB) * 1.024) / options.subscribers,
+      sent: total,
+      expected: total * options.subscribers,
+      delivered: subscribers.reduce((sum, s) => sum + s.count, 0),
+      subscriptionErrors,
+      firstError,
+      latency: samples.summary(),
+      writerAck: acks.summary(),
+      serverCpu: cpu.others[0] ?? NaN,
+      clientCpu: cpu.self,
+    };
+  } finally {
+    for (const stop of stops) stop();
+    await closeSockets(sockets);
+    writer.close();
+  }
+}
