@@ -448,7 +448,8 @@ function applyOpLenient(current: JsonValue | undefined, op: DiffOp): JsonValue |
  * `+` and another op on the same index, which the format cannot hold; local' is then the
  * prefix/suffix-trimmed diff between the two lists (same result, coarser ops).
  *
- * Increments add as `(base + earlier) + later`; when floating-point rounding makes local's `I`
+ * Increments add as `(base + loser's) + winner's`; a number replaced (`r`) against a concurrent
+ * `I` counts as an increment by its difference from the base. When floating-point rounding makes local's `I`
  * on the remote result miss that exact sum, local' is an `r` of the sum, and if the sum
  * overflows, the winner's increment alone is kept. Throws DiffApplyError if a diff does not fit
  * `base`.
@@ -548,15 +549,22 @@ function mergeOp(
     const later = applyOp(baseValue, winner, path) as string;
     return mergeText(baseValue, earlier, later);
   }
-  if (loser.o === 'I' && winner.o === 'I' && typeof baseValue === 'number') {
+  if (typeof baseValue === 'number' && (loser.o === 'I' || winner.o === 'I') && isNumberEdit(loser) && isNumberEdit(winner)) {
+    // Increments add. A number replaced (`r`) against a concurrent increment is read as an
+    // increment too: the server derives a side's diff from two states, and diffObjects writes any
+    // changed number as `r`, so a client's `I` must still add to a concurrent change of a counter.
     // Validate both as ops on the base first, so the finite fallback below is finite.
-    applyOp(baseValue, loser, path);
-    const winnerOnly = applyOp(baseValue, winner, path) as number;
-    const sum = baseValue + loser.v + winner.v;
-    return Number.isFinite(sum) ? sum : winnerOnly;
+    const loserValue = applyOp(baseValue, loser, path) as number;
+    const winnerValue = applyOp(baseValue, winner, path) as number;
+    const sum = baseValue + (loser.o === 'I' ? loser.v : loserValue - baseValue) + (winner.o === 'I' ? winner.v : winnerValue - baseValue);
+    return Number.isFinite(sum) ? sum : winnerValue;
   }
   applyOp(baseValue, loser, path);
   return applyOp(baseValue, winner, path);
+}
+
+function isNumberEdit(op: DiffOp): boolean {
+  return op.o === 'I' || (op.o === 'r' && typeof op.v === 'number');
 }
 
 function mergeObjects(base: JsonObject, loser: ObjectDiff, winner: ObjectDiff, path: string): JsonObject {

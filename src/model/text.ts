@@ -4,19 +4,58 @@
  *
  * Determinism: every replica must compute the same delta and the same merge from the same inputs,
  * so the shared dmp instance runs with `Diff_Timeout = 0` (no wall-clock cutoff; the default of 1 s
- * would make results depend on machine load). All other dmp settings keep their defaults and are
- * never changed after module load.
+ * would make results depend on machine load), and its work is bounded by a step count instead
+ * (BISECT_STEPS_MAX; dmp still reads the clock there, but the reading no longer decides anything).
+ * All other dmp settings keep their defaults and are never changed after module load.
  */
 import DiffMatchPatch from 'diff-match-patch';
 import { ErrorCode, SyncError } from './errors.js';
 
 type Diff = [number, string];
 
-const dmp = new DiffMatchPatch();
-dmp.Diff_Timeout = 0;
-
 const DIFF_DELETE = -1;
 const DIFF_INSERT = 1;
+
+/**
+ * Work limit of one diff, in steps of dmp's bisection (Myers' O(ND) middle-snake search, where
+ * round d costs O(d)). Without a time cutoff, two unrelated 100 kB strings would take minutes;
+ * with this limit the worst case is ~0.1 s, after which the remaining blocks are replaced whole
+ * (a correct, coarser diff). Small edits in large texts stay far below it.
+ */
+const BISECT_STEPS_MAX = 4_000_000;
+
+/** Steps spent by one top-level diff, shared by the bisections it recurses into. */
+class StepBudget {
+  steps = 0;
+}
+
+/**
+ * What dmp's bisection receives as its deadline. dmp compares `now > deadline` once per round d
+ * (its only use of the deadline), so valueOf() charges the round and answers "not yet" (+∞) or
+ * "passed" (−∞) from the step count alone: a deterministic cutoff where dmp has a clock one.
+ */
+class StepDeadline {
+  private round = 0;
+  constructor(readonly budget: StepBudget) {}
+  valueOf(): number {
+    this.budget.steps += this.round++;
+    return this.budget.steps > BISECT_STEPS_MAX ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  }
+}
+
+const dmp = new DiffMatchPatch();
+dmp.Diff_Timeout = 0;
+const dmpProto = DiffMatchPatch.prototype;
+// Every diff, including those patch_apply runs internally, starts with a fresh budget; the
+// recursive calls dmp makes pass the deadline along, so they share it.
+dmp.diff_main = (text1, text2, checklines, deadline) =>
+  dmpProto.diff_main.call(dmp, text1, text2, checklines, deadline ?? (new StepBudget() as unknown as number));
+dmp.diff_bisect_ = (text1, text2, deadline) => {
+  const passed: unknown = deadline;
+  const budget =
+    passed instanceof StepDeadline ? passed.budget : passed instanceof StepBudget ? passed : new StepBudget();
+  return dmpProto.diff_bisect_.call(dmp, text1, text2, new StepDeadline(budget) as unknown as number);
+};
 
 /**
  * The dmp delta (`=N` keep, `-N` delete, `+text` insert; tab separated, as `diff_toDelta`) that
@@ -143,10 +182,10 @@ function diffText(from: string, to: string): Diff[] {
 
 function cleanDiff(from: string, to: string): Diff[] {
   const diffs = dmp.diff_main(from, to);
-  // The cleanup dmp's own patch_make applies: semantic first, so that a changed word is one
-  // hunk rather than interleaved letters (which fuzzy patching would garble: "red" → "green"
-  // patched onto "blue" gave "gbluen"), then efficiency, which folds short equalities between
-  // edits into the edits: fewer tokens, compact deltas.
+  // The cleanup dmp's own patch_make applies: semantic first, which folds coincidental one- or
+  // two-letter equalities into the surrounding edits so hunks follow what the user changed (and
+  // patch more robustly onto drifted text), then efficiency, which merges short equalities
+  // between edits: fewer tokens, compact deltas.
   if (diffs.length > 2) {
     dmp.diff_cleanupSemantic(diffs);
     dmp.diff_cleanupEfficiency(diffs);

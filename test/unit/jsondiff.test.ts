@@ -11,6 +11,7 @@ import {
   parseDiff,
   transform,
   type DiffOp,
+  type ListDiff,
   type ObjectDiff,
 } from '../../src/model/jsondiff.js';
 
@@ -139,6 +140,36 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/**
+ * A list diff as a client or an earlier transform may send it, mixing `+` and `-` (diffObjects
+ * never does): element ops at original indices, inserts at valid result indices that no other
+ * op uses.
+ */
+function rawListDiffArb(list: JsonValue[]): fc.Arbitrary<ListDiff> {
+  const elementOp = (value: JsonValue): fc.Arbitrary<DiffOp | null> =>
+    fc.oneof(
+      { weight: 3, arbitrary: fc.constant(null) },
+      { weight: 2, arbitrary: fc.constant<DiffOp>({ o: '-' }) },
+      { weight: 2, arbitrary: mutateValue(value).map((after) => diffObjects({ x: value }, { x: after }).x ?? null) },
+    );
+  return fc
+    .tuple(fc.tuple(...list.map(elementOp)), fc.array(fc.tuple(fc.nat({ max: list.length + 3 }), leafArb), { maxLength: 3 }))
+    .map(([ops, inserts]) => {
+      const out: ListDiff = {};
+      ops.forEach((op, i) => {
+        if (op !== null) out[i] = op;
+      });
+      const survivors = ops.filter((op) => op?.o !== '-').length;
+      let rank = 0;
+      for (const [index, value] of [...inserts].sort((x, y) => x[0] - y[0])) {
+        if (Object.hasOwn(out, index) || index - rank > survivors) continue;
+        out[index] = { o: '+', v: value };
+        rank++;
+      }
+      return out;
+    });
 }
 
 /** Two realistic concurrent changes of one base (sometimes the very same change). */
@@ -419,6 +450,24 @@ describe('transform', () => {
     );
   });
 
+  it('converges for list diffs that mix inserts and deletes (property)', () => {
+    const listArb = fc.array(valueArb(1), { maxLength: 6 });
+    const scenario = fc
+      .tuple(listArb, listArb)
+      .chain(([l, m]) =>
+        fc.tuple(fc.constant({ l, m }), rawListDiffArb(l), rawListDiffArb(l), rawListDiffArb(m), rawListDiffArb(m)),
+      );
+    fc.assert(
+      fc.property(scenario, ([base, la, lb, ma, mb]) => {
+        const a: ObjectDiff = { l: { o: 'L', v: la }, m: { o: 'L', v: ma } };
+        const b: ObjectDiff = { l: { o: 'L', v: lb }, m: { o: 'L', v: mb } };
+        const [aThenB, bThenA] = bothOrders(base, a, b);
+        expectJsonEqual(aThenB, bThenA);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
   it('keeps both sides when they touch different keys (property)', () => {
     fc.assert(
       fc.property(scenarioArb, ({ base, editedA, editedB }) => {
@@ -476,6 +525,20 @@ describe('transform', () => {
     const [aThenB, bThenA] = bothOrders(base, a, b);
     expect(aThenB).toEqual({ n: 12, o: { m: 4 } });
     expect(bThenA).toEqual(aThenB);
+  });
+
+  it('reads a number replaced against a concurrent increment as an increment, both ways', () => {
+    const base = { n: 10 };
+    const set: ObjectDiff = { n: { o: 'r', v: 15 } };
+    const inc: ObjectDiff = { n: { o: 'I', v: 7 } };
+    for (const [a, b] of [
+      [set, inc],
+      [inc, set],
+    ] as const) {
+      const [aThenB, bThenA] = bothOrders(base, a, b);
+      expect(aThenB).toEqual({ n: 22 });
+      expect(bThenA).toEqual(aThenB);
+    }
   });
 
   it('adds fractional increments in one canonical order', () => {

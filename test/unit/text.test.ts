@@ -33,6 +33,21 @@ describe('textDelta / applyTextDelta', () => {
     expect(textDelta('hello world', 'hello big world')).toBe(textDelta('hello world', 'hello big world'));
   });
 
+  it('bounds its work on large unrelated texts, deterministically and still exactly', () => {
+    // Unbounded, dmp's bisection on 2 × 100k characters with nothing in common takes minutes.
+    const from = 'ab'.repeat(50_000);
+    const to = 'xyz'.repeat(33_333);
+    const delta = textDelta(from, to);
+    expect(applyTextDelta(from, delta)).toBe(to);
+    expect(textDelta(from, to)).toBe(delta);
+  }, 10_000);
+
+  it('keeps small edits of a large text small', () => {
+    const from = 'lorem ipsum dolor sit amet '.repeat(4_000);
+    const to = `X${from.slice(1, -1)}Y`;
+    expect(textDelta(from, to)).toBe(`-1\t+X\t=${from.length - 2}\t-1\t+Y`);
+  });
+
   it('never splits a surrogate pair (emoji sharing a high surrogate)', () => {
     const delta = textDelta('a😀b', 'a😃b');
     expect(isTextDelta(delta)).toBe(true);

@@ -1,0 +1,291 @@
+/**
+ * Turns measurements into the results table (printed, and written to bench/RESULTS.md with the
+ * machine, the settings, per-workload details and what limits each figure).
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus, release, totalmem, type as osType } from 'node:os';
+import type { RawLevelResult } from './baselines/raw-level.js';
+import type { BenchConfig } from './config.js';
+import { formatMs, formatPercent, formatRate, type LatencySummary } from './stats.js';
+import type { CatchupResult } from './workloads/catchup.js';
+import type { ClosedLoopResult } from './workloads/closed-loop.js';
+import type { FanoutResult } from './workloads/fanout.js';
+
+export interface Results {
+  level?: RawLevelResult;
+  bare: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; fanout?: FanoutResult };
+  node: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; w1b?: ClosedLoopResult; fanout?: FanoutResult; catchup?: CatchupResult };
+  /** Failures by part name (e.g. 'node w1 http'). */
+  errors: Map<string, string>;
+  /** Parts skipped by BENCH_ONLY. */
+  skipped: Set<string>;
+  startedAt: Date;
+  seconds: number;
+}
+
+type Verdict = 'PASS' | 'FAIL' | 'ERROR' | 'skipped' | 'info';
+
+interface Row {
+  workload: string;
+  figure: string;
+  baseline: string;
+  ratio: string;
+  goal: string;
+  verdict: Verdict;
+}
+
+const dash = '—';
+const ratioText = (r: number) => (Number.isFinite(r) ? r.toFixed(2) : dash);
+
+function latencyText(l: LatencySummary): string {
+  return `p50 ${formatMs(l.p50)} / p99 ${formatMs(l.p99)} / max ${formatMs(l.max)}`;
+}
+
+export function buildRows(results: Results, config: BenchConfig): Row[] {
+  const rows: Row[] = [];
+  const error = (part: string) => results.errors.get(part);
+  const missing = (workload: string, parts: string[], goal: string): Row | undefined => {
+    const failed = parts.find((p) => error(p) !== undefined);
+    if (failed !== undefined) return { workload, figure: 'ERROR (see below)', baseline: dash, ratio: dash, goal, verdict: 'ERROR' };
+    if (parts.some((p) => results.skipped.has(p))) return { workload, figure: 'skipped', baseline: dash, ratio: dash, goal, verdict: 'skipped' };
+    return undefined;
+  };
+
+  // W1: one change per request.
+  for (const transport of ['http', 'ws'] as const) {
+    const workload = `W1 ${config.clients} clients x 1 change/req, ${transport === 'http' ? 'HTTP' : 'graphql-ws'}`;
+    const goal = '>= 0.8 x bare';
+    const node = transport === 'http' ? results.node.w1http : results.node.w1ws;
+    const bare = transport === 'http' ? results.bare.w1http : results.bare.w1ws;
+    const fallback = missing(workload, [`node w1 ${transport}`], goal);
+    if (fallback !== undefined || node === undefined) {
+      rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal, verdict: 'ERROR' });
+      continue;
+    }
+    const ratio = bare === undefined ? NaN : node.perSecond / bare.perSecond;
+    rows.push({
+      workload,
+      figure: `${formatRate(node.perSecond)} changes/s`,
+      baseline: bare === undefined ? 'ERROR' : `${formatRate(bare.perSecond)} mutations/s (bare)`,
+      ratio: ratioText(ratio),
+      goal,
+      verdict: bare === undefined ? 'ERROR' : ratio >= 0.8 ? 'PASS' : 'FAIL',
+    });
+  }
+
+  // W1b: a batch per request.
+  {
+    const workload = `W1b ${config.batchClients} clients x ${config.batchSize} changes/req, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}`;
+    const goal = '>= 0.1 x raw LevelDB';
+    const node = results.node.w1b;
+    const level = results.level;
+    const fallback = missing(workload, ['node w1b'], goal);
+    if (fallback !== undefined || node === undefined) rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal, verdict: 'ERROR' });
+    else {
+      const ratio = level === undefined ? NaN : node.perSecond / level.batchedPutsPerSecond;
+      rows.push({
+        workload,
+        figure: `${formatRate(node.perSecond)} changes/s`,
+        baseline: level === undefined ? (results.skipped.has('level') ? 'skipped' : 'ERROR') : `${formatRate(level.batchedPutsPerSecond)} puts/s (raw LevelDB, batches of ${config.batchSize})`,
+        ratio: ratioText(ratio),
+        goal,
+        verdict: level === undefined ? 'ERROR' : ratio >= 0.1 ? 'PASS' : 'FAIL',
+      });
+    }
+  }
+
+  // W2: fanout latency and idle memory.
+  {
+    const workload = `W2 fanout: ${config.subscribers} subscribers, ${config.rate} changes/s, latency`;
+    const goal = 'p99 < 50 ms and <= 0.5 x naive p99';
+    const node = results.node.fanout;
+    const bare = results.bare.fanout;
+    const fallback = missing(workload, ['node w2'], goal);
+    if (fallback !== undefined || node === undefined) rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal, verdict: 'ERROR' });
+    else {
+      const complete = node.delivered === node.expected && node.subscriptionErrors === 0;
+      const ratio = bare === undefined ? NaN : node.latency.p99 / bare.latency.p99;
+      const incomplete = (f: FanoutResult) => (f.delivered === f.expected ? '' : ` (only ${formatPercent(f.delivered / f.expected)} delivered)`);
+      rows.push({
+        workload,
+        figure: latencyText(node.latency) + incomplete(node),
+        baseline: bare === undefined ? 'ERROR' : `${latencyText(bare.latency)} (naive fanout)${incomplete(bare)}`,
+        ratio: ratioText(ratio),
+        goal,
+        verdict: bare === undefined ? 'ERROR' : complete && node.latency.p99 < 50 && ratio <= 0.5 ? 'PASS' : 'FAIL',
+      });
+    }
+    const memWorkload = `W2 memory per idle subscriber (${config.subscribers} subs on ${Math.min(config.sockets, config.subscribers)} sockets)`;
+    const memGoal = '< 50 kB';
+    if (fallback !== undefined || node === undefined) rows.push({ ...(fallback ?? { figure: 'not run', baseline: dash, ratio: dash, verdict: 'ERROR' as Verdict }), workload: memWorkload, goal: memGoal });
+    else {
+      rows.push({
+        workload: memWorkload,
+        figure: `${node.idleKBPerSubscriber.toFixed(1)} kB`,
+        baseline: bare === undefined ? 'ERROR' : `${bare.idleKBPerSubscriber.toFixed(1)} kB (bare)`,
+        ratio: ratioText(bare === undefined ? NaN : node.idleKBPerSubscriber / bare.idleKBPerSubscriber),
+        goal: memGoal,
+        verdict: node.idleKBPerSubscriber < 50 ? 'PASS' : 'FAIL',
+      });
+    }
+  }
+
+  // W3: catch-up.
+  {
+    const goal = '>= 50,000 changes/s';
+    const node = results.node.catchup;
+    const names = [
+      [`W3a catch-up ${config.catchupChanges.toLocaleString('en-US')} changes, paging limit 1000 (HTTP)`, 'paging'],
+      [`W3b catch-up ${config.catchupChanges.toLocaleString('en-US')} changes, 1 subscription from null`, 'subscription'],
+    ] as const;
+    for (const [workload, which] of names) {
+      const fallback = missing(workload, ['node w3'], goal);
+      if (fallback !== undefined || node === undefined) {
+        rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal, verdict: 'ERROR' });
+        continue;
+      }
+      const read = node[which];
+      rows.push({
+        workload,
+        figure: `${formatRate(read.perSecond)} changes/s`,
+        baseline: dash,
+        ratio: dash,
+        goal,
+        verdict: read.perSecond >= 50_000 ? 'PASS' : 'FAIL',
+      });
+    }
+  }
+
+  // Reference figure: synced single puts (what one fsync per change would allow).
+  if (results.level !== undefined) {
+    rows.push({
+      workload: 'ref: raw LevelDB synced single puts (sequential)',
+      figure: `${formatRate(results.level.syncedPutsPerSecond)} puts/s`,
+      baseline: dash,
+      ratio: dash,
+      goal: dash,
+      verdict: 'info',
+    });
+  }
+  return rows;
+}
+
+export function formatTable(rows: Row[]): string {
+  const header = ['Workload', 'Figure', 'Baseline', 'Ratio', 'Goal', 'Result'];
+  const cells = rows.map((r) => [r.workload, r.figure, r.baseline, r.ratio, r.goal, r.verdict]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (values: string[]) => `| ${values.map((v, i) => v.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n');
+}
+
+function details(results: Results): string[] {
+  const out: string[] = [];
+  const cpu = (server: number, client: number) => `server CPU ${formatPercent(server)} of a core, bench client ${formatPercent(client)}`;
+  const loop = (name: string, r: ClosedLoopResult | undefined) => {
+    if (r === undefined) return;
+    out.push(
+      `- ${name}: ${formatRate(r.perSecond)}/s over ${r.clients} clients, ${formatRate(r.requestsPerSecond)} requests/s; ` +
+        `round trip ${latencyText(r.latency)}; ${cpu(r.serverCpu, r.clientCpu)}.`,
+    );
+  };
+  if (results.level !== undefined) {
+    const l = results.level;
+    out.push(
+      `- raw LevelDB: ${formatRate(l.batchedPutsPerSecond)} batched puts/s (${l.batchedPuts} puts), ` +
+        `${formatRate(l.syncedPutsPerSecond)} synced puts/s (${l.syncedPuts} puts); values of ${l.valueBytes} bytes.`,
+    );
+  }
+  loop('bare server, HTTP mutations', results.bare.w1http);
+  loop('bare server, graphql-ws mutations', results.bare.w1ws);
+  loop('node W1 HTTP', results.node.w1http);
+  loop('node W1 graphql-ws', results.node.w1ws);
+  loop('node W1b', results.node.w1b);
+  const fanout = (name: string, f: FanoutResult | undefined) => {
+    if (f === undefined) return;
+    out.push(
+      `- ${name}: ${f.subscribers} subscriptions on ${f.sockets} sockets, live in ${f.subscribeSeconds.toFixed(1)} s; ` +
+        `RSS ${Math.round(f.rssBeforeKiB / 1024)} MiB before, ${Math.round(f.rssIdleKiB / 1024)} MiB with them idle ` +
+        `(${f.idleKBPerSubscriber.toFixed(1)} kB each); ${f.sent} changes sent, ${f.delivered.toLocaleString('en-US')} of ` +
+        `${f.expected.toLocaleString('en-US')} deliveries; delivery ${latencyText(f.latency)}, mean ${formatMs(f.latency.mean)}; ` +
+        `writer ack ${latencyText(f.writerAck)}; ${cpu(f.serverCpu, f.clientCpu)}` +
+        (f.subscriptionErrors > 0 ? `; ${f.subscriptionErrors} subscription errors, first: ${f.firstError}` : '') +
+        '.',
+    );
+  };
+  fanout('bare server fanout', results.bare.fanout);
+  fanout('node fanout', results.node.fanout);
+  const c = results.node.catchup;
+  if (c !== undefined) {
+    out.push(`- W3 fill: ${c.written.toLocaleString('en-US')} changes in ${c.fillSeconds.toFixed(1)} s (${formatRate(c.fillPerSecond)} changes/s).`);
+    out.push(
+      `- W3a paging: ${c.paging.requests} pages in ${c.paging.seconds.toFixed(2)} s; ${cpu(c.paging.serverCpu, c.paging.clientCpu)}.`,
+    );
+    out.push(`- W3b subscription: ${c.subscription.seconds.toFixed(2)} s; ${cpu(c.subscription.serverCpu, c.subscription.clientCpu)}.`);
+  }
+  return out;
+}
+
+export function machine(): string[] {
+  const cpu = cpus();
+  return [
+    `- CPU: ${cpu[0]?.model ?? 'unknown'}, ${cpu.length} cores`,
+    `- Memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    `- OS: ${osType()} ${release()}`,
+    `- Node: ${process.version}`,
+  ];
+}
+
+export function writeResults(path: string, results: Results, config: BenchConfig, rows: Row[], limits: string): void {
+  const settings = [
+    `BENCH_SECONDS=${config.seconds}`,
+    `BENCH_WARMUP_SECONDS=${config.warmupSeconds}`,
+    `BENCH_CLIENTS=${config.clients}`,
+    `BENCH_BATCH_CLIENTS=${config.batchClients}`,
+    `BENCH_BATCH=${config.batchSize}`,
+    `BENCH_SUBSCRIBERS=${config.subscribers}`,
+    `BENCH_SOCKETS=${config.sockets}`,
+    `BENCH_RATE=${config.rate}`,
+    `BENCH_FANOUT_SECONDS=${config.fanoutSeconds}`,
+    `BENCH_CATCHUP_CHANGES=${config.catchupChanges}`,
+    `BENCH_FILL_CLIENTS=${config.fillClients}`,
+    `BENCH_LEVEL_SECONDS=${config.levelSeconds}`,
+    `BENCH_VALUE_BYTES=${config.valueBytes}`,
+    `BENCH_WRITE_TRANSPORT=${config.writeTransport}`,
+  ];
+  const errors = [...results.errors].map(([part, message]) => `- **${part}**: ${message.replace(/\n/g, '\n  ')}`);
+  const text = [
+    '# syncgraph benchmark results',
+    '',
+    `Generated by \`npm run bench\` (bench/run.ts) on ${results.startedAt.toISOString()}; the run took ${Math.round(results.seconds)} s.`,
+    '',
+    '## Machine',
+    '',
+    ...machine(),
+    '',
+    '## Settings',
+    '',
+    settings.map((s) => `\`${s}\``).join(', ') + (config.only.size < 5 ? `; BENCH_ONLY=${[...config.only].join(',')}` : ''),
+    '',
+    '## Results',
+    '',
+    formatTable(rows),
+    '',
+    '## Details',
+    '',
+    ...details(results),
+    ...(errors.length > 0 ? ['', '## Errors', '', ...errors] : []),
+    '',
+    '## What limits each figure',
+    '',
+    limits,
+    '',
+  ].join('\n');
+  writeFileSync(path, text);
+}
+
+/** Printed after the table on the console. */
+export function consoleDetails(results: Results): string {
+  const lines = details(results);
+  for (const [part, message] of results.errors) lines.push(`- ERROR ${part}: ${message}`);
+  return lines.join('\n');
+}

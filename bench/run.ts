@@ -1,0 +1,193 @@
+/**
+ * The syncgraph benchmark: `npm run bench` (builds, then runs dist/bench/run.js). Not a test: it
+ * prints a table and writes bench/RESULTS.md. It runs, in one go:
+ *
+ *   baselines  raw LevelDB (classic-level, in this process): batched and synced puts;
+ *              a bare graphql-yoga + graphql-ws server (child process, bench/baselines/bare-server.ts)
+ *   the node   bin/syncgraph.js on a fresh temporary data directory (child process)
+ *   W2  fanout: live subscribers, a writer at a fixed rate, delivery latency; idle memory
+ *   W1  closed-loop single-change submits, over HTTP then graphql-ws (node vs bare)
+ *   W1b closed-loop batched submits (node vs raw LevelDB batched puts)
+ *   W3  catch-up: fill a bucket, then read its whole change stream by paging and by subscription
+ * W2 runs first so that idle memory is read on processes that have not yet served heavy load.
+ * Child processes and temporary directories are removed on any exit.
+ *
+ * Environment overrides (defaults in parentheses):
+ *   BENCH_SECONDS (5)            measured seconds of each W1 / W1b run
+ *   BENCH_WARMUP_SECONDS (1)     warm-up before each W1 / W1b measurement
+ *   BENCH_CLIENTS (32)           concurrent clients of W1
+ *   BENCH_BATCH_CLIENTS (8)      concurrent clients of W1b
+ *   BENCH_BATCH (100)            changes per request in W1b and in the W3 fill; puts per raw batch
+ *   BENCH_SUBSCRIBERS (1000)     W2 subscribers
+ *   BENCH_SOCKETS (1000)         sockets the W2 subscribers are spread over (round-robin)
+ *   BENCH_RATE (100)             W2 writer changes per second
+ *   BENCH_FANOUT_SECONDS (5)     W2 writer duration
+ *   BENCH_DRAIN_SECONDS (20)     longest wait for W2's last deliveries
+ *   BENCH_CATCHUP_CHANGES (100000) changes written then read back by W3
+ *   BENCH_FILL_CLIENTS (4)       concurrent clients filling W3
+ *   BENCH_CATCHUP_TIMEOUT_SECONDS (60) longest W3 read
+ *   BENCH_LEVEL_SECONDS (2)      duration of each raw LevelDB baseline
+ *   BENCH_VALUE_BYTES (200)      approximate JSON size of each value / change data
+ *   BENCH_WRITE_TRANSPORT (http) transport of W1b, the W2 writer and the W3 fill: http or ws
+ *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3
+ *   BENCH_RESULTS (bench/RESULTS.md) where to write the report
+ */
+import { runRawLevel } from './baselines/raw-level.js';
+import { whatLimits } from './analysis.js';
+import { loadConfig } from './config.js';
+import { buildRows, consoleDetails, formatTable, machine, writeResults, type Results } from './report.js';
+import { checkSubmitted, dataOf, PUBLISH, SUBMIT, ChangeMaker, type GqlResult } from './support/gql.js';
+import { cleanupSync, installCleanup, startBareServer, startSyncgraph, type Service } from './support/services.js';
+import { runCatchup } from './workloads/catchup.js';
+import { runFanout } from './workloads/fanout.js';
+import { runSubmit } from './workloads/submit.js';
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+async function main(): Promise<void> {
+  installCleanup();
+  const config = loadConfig();
+  const started = performance.now();
+  const results: Results = { bare: {}, node: {}, errors: new Map(), skipped: new Set(), startedAt: new Date(), seconds: 0 };
+  const maker = new ChangeMaker(config.valueBytes);
+  const wants = (part: string) => config.only.has(part);
+  for (const [part, names] of [
+    ['level', ['level']],
+    ['w1', ['node w1 http', 'node w1 ws']],
+    ['w1b', ['node w1b']],
+    ['w2', ['node w2']],
+    ['w3', ['node w3']],
+  ] as const) {
+    if (!wants(part)) for (const name of names) results.skipped.add(name);
+  }
+  log(machine().join('; ').replace(/- /g, ''));
+
+  /** Runs one part; a failure is recorded (with the server's last output) and the bench goes on. */
+  const attempt = async <T>(part: string, server: Service | undefined, fn: () => Promise<T>): Promise<T | undefined> => {
+    log(`${part}...`);
+    const t0 = performance.now();
+    try {
+      const value = await fn();
+      log(`${part} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      return value;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const serverLines = server?.tail().split('\n').filter((l) => /"level":(50|60)|stderr|exited/.test(l)).slice(-3) ?? [];
+      const full = serverLines.length > 0 ? `${message}\n${server?.name} output:\n${serverLines.map((l) => l.slice(0, 600)).join('\n')}` : message;
+      results.errors.set(part, full);
+      log(`${part} FAILED: ${full}`);
+      return undefined;
+    }
+  };
+
+  if (wants('level')) {
+    results.level = await attempt('level', undefined, () =>
+      runRawLevel({ seconds: config.levelSeconds, batchSize: config.batchSize, valueBytes: config.valueBytes }),
+    );
+  }
+
+  const needsBare = wants('w1') || wants('w2');
+  const bare = needsBare ? await attempt('start bare server', undefined, startBareServer) : undefined;
+  const node = await attempt('start node', undefined, startSyncgraph);
+  if (node === undefined) {
+    for (const part of ['node w1 http', 'node w1 ws', 'node w1b', 'node w2', 'node w3']) {
+      if (!results.skipped.has(part)) results.errors.set(part, 'the node did not start (see "start node")');
+    }
+  }
+
+  const checkPublished = (result: GqlResult) => {
+    if (dataOf(result, 'publish')['publish'] !== 1) throw new Error(`publish: ${JSON.stringify(result)}`);
+  };
+  const fanoutOptions = (bucket: string) => ({
+    subscribers: config.subscribers,
+    sockets: Math.min(config.sockets, config.subscribers),
+    rate: config.rate,
+    seconds: config.fanoutSeconds,
+    drainSeconds: config.drainSeconds,
+    bucket,
+    maker,
+    writeTransport: config.writeTransport,
+    log,
+  });
+
+  if (wants('w2')) {
+    if (bare !== undefined) {
+      results.bare.fanout = await attempt('bare w2', bare, () =>
+        runFanout(bare, { ...fanoutOptions('w2'), writeQuery: PUBLISH, checkWrite: checkPublished }),
+      );
+    }
+    if (node !== undefined) {
+      results.node.fanout = await attempt('node w2', node, () =>
+        runFanout(node, { ...fanoutOptions('w2'), writeQuery: SUBMIT, checkWrite: (r) => checkSubmitted(r, 1) }),
+      );
+    }
+  }
+
+  if (wants('w1')) {
+    for (const transport of ['http', 'ws'] as const) {
+      const options = { transport, clients: config.clients, perRequest: 1, warmupSeconds: config.warmupSeconds, seconds: config.seconds, maker };
+      if (bare !== undefined) {
+        const r = await attempt(`bare w1 ${transport}`, bare, () => runSubmit(bare, { ...options, bucket: `w1-${transport}` }));
+        if (transport === 'http') results.bare.w1http = r;
+        else results.bare.w1ws = r;
+        if (r) log(`  bare ${transport}: ${Math.round(r.perSecond)} mutations/s`);
+      }
+      if (node !== undefined) {
+        const r = await attempt(`node w1 ${transport}`, node, () => runSubmit(node, { ...options, bucket: `w1-${transport}` }));
+        if (transport === 'http') results.node.w1http = r;
+        else results.node.w1ws = r;
+        if (r) log(`  node ${transport}: ${Math.round(r.perSecond)} changes/s`);
+      }
+    }
+  }
+
+  if (wants('w1b') && node !== undefined) {
+    results.node.w1b = await attempt('node w1b', node, () =>
+      runSubmit(node, {
+        transport: config.writeTransport,
+        clients: config.batchClients,
+        perRequest: config.batchSize,
+        warmupSeconds: config.warmupSeconds,
+        seconds: config.seconds,
+        maker,
+        bucket: 'w1b',
+      }),
+    );
+    if (results.node.w1b) log(`  node w1b: ${Math.round(results.node.w1b.perSecond)} changes/s`);
+  }
+
+  if (wants('w3') && node !== undefined) {
+    results.node.catchup = await attempt('node w3', node, () =>
+      runCatchup(node, {
+        changes: config.catchupChanges,
+        batchSize: config.batchSize,
+        fillClients: config.fillClients,
+        bucket: 'w3',
+        maker,
+        writeTransport: config.writeTransport,
+        timeoutSeconds: config.catchupTimeoutSeconds,
+        pageSize: 1000,
+        log,
+      }),
+    );
+  }
+
+  log('stopping servers');
+  await Promise.all([bare?.stop(), node?.stop()]);
+  cleanupSync();
+
+  results.seconds = (performance.now() - started) / 1000;
+  const rows = buildRows(results, config);
+  const table = formatTable(rows);
+  process.stdout.write(`\n${table}\n\n${consoleDetails(results)}\n\n`);
+  writeResults(config.resultsPath, results, config, rows, whatLimits(results, config));
+  process.stdout.write(`Wrote ${config.resultsPath} (${Math.round(results.seconds)} s)\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`[bench] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
