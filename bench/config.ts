@@ -89,7 +89,7 @@ export function loadConfig(): BenchConfig {
     sockets: int('BENCH_SOCKETS', 1000),
     rate: num('BENCH_RATE', 100),
     fanoutSeconds: num('BENCH_FANOUT_SECONDS', 5),
-    drainSeconds: num('BENCH_DRAIN_SECONDS', 20),
+    drainSeconds: num('BENCH_DRAIN_SECONDS', 10),
     catchupChanges: int('BENCH_CATCHUP_CHANGES', 100_000),
     fillClients: int('BENCH_FILL_CLIENTS', 4),
     catchupTimeoutSeconds: num('BENCH_CATCHUP_TIMEOUT_SECONDS', 60),

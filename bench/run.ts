@@ -22,7 +22,7 @@
  *   BENCH_SOCKETS (1000)         sockets the W2 subscribers are spread over (round-robin)
  *   BENCH_RATE (100)             W2 writer changes per second
  *   BENCH_FANOUT_SECONDS (5)     W2 writer duration
- *   BENCH_DRAIN_SECONDS (20)     longest wait for W2's last deliveries
+ *   BENCH_DRAIN_SECONDS (10)     longest wait for W2's last deliveries
  *   BENCH_CATCHUP_CHANGES (100000) changes written then read back by W3
  *   BENCH_FILL_CLIENTS (4)       concurrent clients filling W3
  *   BENCH_CATCHUP_TIMEOUT_SECONDS (60) longest W3 read

@@ -3,13 +3,14 @@
  * graphql-ws sockets, all from the bucket's head cursor. Then:
  *  1. probes: a change with t = -1 every 300 ms until every subscriber has received one (so
  *     every subscription is known live before anything is measured; probes are not measured);
- *  2. idle memory: the server's VmRSS before opening the sockets vs after the subscriptions are
- *     live plus a settle (no GC can be forced from outside: both readings are taken after a
- *     quiet pause, and the difference includes socket, graphql-ws and subscription state);
+ *  2. idle memory: the server's VmRSS before opening the sockets, after opening them, and after
+ *     the subscriptions are live, each after a quiet pause (no GC can be forced from outside);
+ *     the figure is (last - first) / subscribers: socket, graphql-ws and subscription state;
  *  3. an open-loop writer submits `rate` changes per second (one per request, not waiting for
  *     acks) for `seconds`, each carrying its send time `t` (performance.now() of this process);
  *     each subscriber records receipt time - t for every change; then we wait for the last
- *     deliveries (at most `drainSeconds`).
+ *     deliveries (at most `drainSeconds`). A delivery still missing then counts with its age at
+ *     that moment (a lower bound), so a server that cannot keep up is not flattered.
  */
 import { CpuMeter, rssKiB, Samples, sleep, type LatencySummary } from '../stats.js';
 import { headCursor, SUBSCRIBE_CHANGES, type ChangeMaker, type GqlResult, type GqlTransport } from '../support/gql.js';
@@ -38,9 +39,17 @@ export interface FanoutResult {
   sockets: number;
   subscribeSeconds: number;
   rssBeforeKiB: number;
+  /** After the sockets are open (handshake done), before any subscription. */
+  rssSocketsKiB: number;
   rssIdleKiB: number;
-  /** (idle - before) / subscribers, in kB (1000 bytes). */
+  /** (idle - before) / subscribers, in kB (1000 bytes): socket and subscription together. */
   idleKBPerSubscriber: number;
+  /** (sockets - before) / sockets, kB. */
+  socketKB: number;
+  /** (idle - sockets) / subscribers, kB. */
+  subscriptionKB: number;
+  /** Deliveries missing at the drain deadline; counted in `latency` with their age then. */
+  censored: number;
   sent: number;
   expected: number;
   delivered: number;
@@ -62,7 +71,7 @@ const SETTLE_MS = 2_000;
 
 export async function runFanout(target: Service, options: FanoutOptions): Promise<FanoutResult> {
   const writer: GqlTransport & { close(): unknown } =
-    options.writeTransport === 'http' ? new HttpGql(target.graphqlUrl, target.token, 8) : await GqlSocket.open(target.wsUrl, target.token);
+    options.writeTransport === 'http' ? new HttpGql(target.graphqlUrl, target.token, 32) : await GqlSocket.open(target.wsUrl, target.token);
   let sockets: GqlSocket[] = [];
   const stops: Array<() => void> = [];
   try {
@@ -79,6 +88,8 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
 
     const subscribeStarted = performance.now();
     sockets = await openSockets(target.wsUrl, target.token, options.sockets);
+    await sleep(SETTLE_MS);
+    const rssSocketsKiB = rssKiB(target.pid);
     for (let i = 0; i < options.subscribers; i++) {
       const subscriber: Subscriber = { count: 0, probed: false };
       subscribers.push(subscriber);
@@ -119,7 +130,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       options.checkWrite(await writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, -1)));
       await sleep(300);
     }
-    const subscribeSeconds = (performance.now() - subscribeStarted) / 1000;
+    const subscribeSeconds = (performance.now() - subscribeStarted) / 1000 - SETTLE_MS / 1000;
     options.log(`${options.subscribers} subscriptions live on ${sockets.length} sockets in ${subscribeSeconds.toFixed(1)} s`);
     await sleep(SETTLE_MS);
     const rssIdleKiB = rssKiB(target.pid);
@@ -127,6 +138,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     // The open-loop writer.
     const meter = new CpuMeter([target.pid]);
     const acks = new Samples(total);
+    const sendTimes = new Float64Array(total);
     const pending: Array<Promise<void>> = [];
     let writeError: unknown;
     const interval = 1000 / options.rate;
@@ -135,6 +147,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       const wait = started + i * interval - performance.now();
       if (wait > 1) await sleep(wait);
       const t = performance.now();
+      sendTimes[i] = t;
       pending.push(
         writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, t)).then(
           (result) => {
@@ -147,20 +160,47 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
         ),
       );
     }
-    await Promise.all(pending.map((p) => p.catch((error: unknown) => (writeError ??= error))));
-    if (writeError !== undefined) throw writeError;
-
+    let acked = 0;
+    for (const p of pending) void p.then(() => acked++);
     const drainDeadline = performance.now() + options.drainSeconds * 1000;
-    while (subscribers.some((s) => s.count < total) && performance.now() < drainDeadline && subscriptionErrors === 0) await sleep(20);
+    while (
+      (acked < pending.length || subscribers.some((s) => s.count < total)) &&
+      performance.now() < drainDeadline &&
+      subscriptionErrors === 0 &&
+      writeError === undefined
+    ) {
+      await sleep(20);
+    }
+    if (writeError !== undefined) throw writeError;
     const cpu = meter.read();
+    // Deliveries still missing at the deadline count with their age then: a lower bound.
+    const deadline = performance.now();
+    let censored = 0;
+    for (const subscriber of subscribers) {
+      for (let j = subscriber.count; j < total; j++) {
+        samples.push(deadline - (sendTimes[j] ?? deadline));
+        censored++;
+      }
+    }
+
+    // Unmeasured: drop the subscribers (the server stops fanning out), then let the writes finish
+    // so that the next workload starts on an idle server.
+    for (const stop of stops.splice(0)) stop();
+    await closeSockets(sockets);
+    await Promise.race([Promise.all(pending), sleep(60_000)]);
+    if (writeError !== undefined) throw writeError;
 
     return {
       subscribers: options.subscribers,
       sockets: sockets.length,
       subscribeSeconds,
       rssBeforeKiB,
+      rssSocketsKiB,
       rssIdleKiB,
       idleKBPerSubscriber: ((rssIdleKiB - rssBeforeKiB) * 1.024) / options.subscribers,
+      socketKB: ((rssSocketsKiB - rssBeforeKiB) * 1.024) / sockets.length,
+      subscriptionKB: ((rssIdleKiB - rssSocketsKiB) * 1.024) / options.subscribers,
+      censored,
       sent: total,
       expected: total * options.subscribers,
       delivered: subscribers.reduce((sum, s) => sum + s.count, 0),

@@ -47,18 +47,19 @@ export function decodeCursor(cursor: string): StreamPosition {
   if (bar < 0) throw bad('malformed');
   const partition = body.slice(0, bar);
   if (!PARTITION.test(partition)) throw bad('malformed partition');
-  const vector: Record<string, number> = {};
+  // A Map, not an object: origins such as "constructor" or "__proto__" are just names.
+  const entries = new Map<string, number>();
   const rest = body.slice(bar + 1);
   if (rest !== '') {
     for (const entry of rest.split(',')) {
       const colon = entry.lastIndexOf(':');
       const origin = entry.slice(0, colon);
       const seq = entry.slice(colon + 1);
-      if (colon < 0 || !ORIGIN.test(origin) || !SEQ.test(seq) || origin in vector) throw bad('malformed position');
-      vector[origin] = Number(seq);
+      if (colon < 0 || !ORIGIN.test(origin) || !SEQ.test(seq) || entries.has(origin)) throw bad('malformed position');
+      entries.set(origin, Number(seq));
     }
   }
-  const position: StreamPosition = { stream, partition, vector };
+  const position: StreamPosition = { stream, partition, vector: Object.fromEntries(entries) };
   // Only canonical encodings: one position, one cursor (no padding tricks, no reordering).
   if (encodeCursor(position) !== cursor) throw bad('not canonical');
   return position;

@@ -32,9 +32,8 @@ export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
 export function cloneJson<T extends JsonValue>(value: T): T {
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => cloneJson(v)) as T;
-  const out: JsonObject = {};
-  for (const [k, v] of Object.entries(value)) out[k] = cloneJson(v);
-  return out as T;
+  // fromEntries defines own properties, so a "__proto__" key stays data.
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, cloneJson(v)])) as T;
 }
 
 export interface JsonShape {

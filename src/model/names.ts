@@ -12,8 +12,8 @@ const CCID_HEX = /^[A-Fa-f0-9]{1,256}$/;
 const CCID_UUID = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/;
 const APP_ID = /^[A-Za-z0-9._-]{1,64}$/;
 // Simperium sets only a length for client ids; we also refuse control characters so that ids
-// can be logged and displayed safely.
-const CLIENT_ID = /^[^\u0000-\u001f\u007f]{1,256}$/u;
+// can be logged and displayed safely (C0 and C1 controls: line breaks, terminal escapes).
+const CLIENT_ID = /^[^\u0000-\u001f\u007f-\u009f]{1,256}$/u;
 
 export function validateBucketName(value: string, field = 'bucket'): void {
   if (!BUCKET.test(value)) throw invalidInput(`${field} must be 1 to 64 of a-z A-Z 0-9 . _ - %`);

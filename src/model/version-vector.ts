@@ -8,13 +8,14 @@ export type VersionVector = Readonly<Record<string, number>>;
 export const emptyVector: VersionVector = Object.freeze({});
 
 export function seqOf(vector: VersionVector, origin: string): number {
-  return vector[origin] ?? 0;
+  // Own properties only: an origin named "constructor" must not read Object.prototype.
+  return Object.hasOwn(vector, origin) ? (vector[origin] as number) : 0;
 }
 
 /** The vector after also seeing `seq` of `origin` (sequences only move forward). */
 export function advance(vector: VersionVector, origin: string, seq: number): VersionVector {
   if (seqOf(vector, origin) >= seq) return vector;
-  return { ...vector, [origin]: seq };
+  return Object.fromEntries([...Object.entries(vector), [origin, seq]]);
 }
 
 /** True when `a` has seen everything `b` has. */
@@ -25,9 +26,9 @@ export function dominates(a: VersionVector, b: VersionVector): boolean {
 
 /** Pointwise maximum. */
 export function merge(a: VersionVector, b: VersionVector): VersionVector {
-  const out: Record<string, number> = { ...a };
-  for (const [origin, seq] of Object.entries(b)) if ((out[origin] ?? 0) < seq) out[origin] = seq;
-  return out;
+  const out = new Map(Object.entries(a));
+  for (const [origin, seq] of Object.entries(b)) if ((out.get(origin) ?? 0) < seq) out.set(origin, seq);
+  return Object.fromEntries(out);
 }
 
 /** True when the record `(origin, seq)` is already covered by `vector`. */

@@ -57,6 +57,9 @@ export class GroupCommitter {
   }
 
   private async drain(): Promise<void> {
+    // Start on a later tick: `submit` must have stored this promise in `writing` before the loop
+    // can end (a store whose write throws synchronously would otherwise finish first).
+    await Promise.resolve();
     try {
       while (this.queue.length > 0) {
         const taken: Submission[] = [];

@@ -202,18 +202,17 @@ describe('cloneJson', () => {
     expect(copy.a[1]).not.toBe(original.a[1]);
   });
 
-  it('copies every JSON value without an own __proto__ key', () => {
-    const noProtoKey = jsonArb.filter((v) => !JSON.stringify(v).includes('"__proto__":'));
-    fc.assert(fc.property(noProtoKey, (v) => jsonEqual(cloneJson(v), v)));
+  it('copies every JSON value', () => {
+    fc.assert(fc.property(jsonArb, (v) => jsonEqual(cloneJson(v), v)));
   });
 
-  // `out[k] = ...` with k === '__proto__' sets the copy's prototype instead of storing the key
-  // (jsondiff.ts defines such keys with Object.defineProperty for this reason). The key is lost
-  // and the copy inherits the value's members.
-  it.fails('copies an own __proto__ key as data', () => {
+  // Assigning `out['__proto__'] = ...` would set the copy's prototype instead of storing the key:
+  // the key would be lost and the copy would inherit the value's members.
+  it('copies an own __proto__ key as data', () => {
     const value = JSON.parse('{"__proto__":{"admin":true}}') as JsonValue;
     const copy = cloneJson(value);
     expect(Object.keys(copy as object)).toEqual(['__proto__']);
     expect(jsonEqual(copy, value)).toBe(true);
+    expect((copy as Record<string, unknown>).admin).toBeUndefined();
   });
 });

@@ -175,10 +175,9 @@ describe('client id: 1 to 256 characters, no control characters', () => {
     );
   });
 
-  // Unicode's control characters (category Cc) are U+0000-U+001F and U+007F-U+009F. The C1 range
-  // passes today, although the rule exists "so that ids can be logged and displayed safely"
-  // (U+009B is a terminal CSI, U+0085 a line break).
-  it.fails.each([
+  // Unicode's control characters (category Cc) are U+0000-U+001F and U+007F-U+009F: the C1 range
+  // holds a line break (U+0085) and a terminal escape (U+009B).
+  it.each([
     ['NEL', 'a\u0085b'],
     ['CSI', '\u009b31mred'],
   ])('refuses the C1 control %s', (_why, id) => expect(codeOf(() => validateClientId(id))).toBe(ErrorCode.INVALID_INPUT));

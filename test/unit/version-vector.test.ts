@@ -89,12 +89,16 @@ describe('dominates', () => {
     expect(dominates({ n1: 2, n2: 1 }, { n1: 3 })).toBe(false);
   });
 
-  // Origins are plain object keys, so one named like an Object.prototype member reads the
-  // inherited member: seqOf({}, 'constructor') is the Object function, `Object < 3` is false, and
-  // the empty vector "dominates" a vector that has seen 3 records. Latent today (node ids are
-  // random hex, and the cursor format admits such names), but wrong.
-  it.fails('does not let an origin named "constructor" read Object.prototype', () => {
-    expect(dominates(emptyVector, { constructor: 3 })).toBe(false);
+  // Origins are object keys: one named like an Object.prototype member must read as seq 0 when
+  // absent (the cursor format admits such names).
+  it.each([['constructor'], ['toString'], ['__proto__']])('treats an origin named %j as any other', (origin) => {
+    const seen: VersionVector = Object.fromEntries([[origin, 3]]);
+    expect(seqOf(emptyVector, origin)).toBe(0);
+    expect(dominates(emptyVector, seen)).toBe(false);
+    expect(dominates(seen, emptyVector)).toBe(true);
+    expect(seqOf(merge(emptyVector, seen), origin)).toBe(3);
+    expect(seqOf(advance(emptyVector, origin, 3), origin)).toBe(3);
+    expect(covers(emptyVector, origin, 1)).toBe(false);
   });
 });
 
