@@ -3,6 +3,7 @@
  * built once per record and shared by every reader and subscriber ("encode once").
  */
 import type { JsonObject } from '../model/json.js';
+import type { ValidEvent } from '../model/event.js';
 import type { ObjectDiff } from '../model/jsondiff.js';
 
 export type ChangeOp = 'MODIFY' | 'DELETE' | 'EMPTY' | 'DROP';
@@ -26,13 +27,7 @@ export interface ChangeRecord {
   at: number;
 }
 
-export interface EventRecord {
-  uuid: string;
-  timestamp: string;
-  user: string;
-  item: string;
-  action: string;
-  payload: string;
+export interface EventRecord extends ValidEvent {
   origin: string;
   seq: number;
   at: number;

@@ -2,7 +2,9 @@
  * Live subscriptions: replay from disk, then live (see engine/record-stream.ts). The cursor is
  * checked before the stream starts, so a bad cursor is an immediate error, not a silent stream.
  */
-import { OVERFLOW } from '../engine/live-feed.js';
+import { OVERFLOW, type LiveFeed } from '../engine/live-feed.js';
+import type { Partition } from '../engine/partition.js';
+import type { ChangeView, EventView } from '../engine/records.js';
 import { recordStream, type Sequenced } from '../engine/record-stream.js';
 import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
@@ -22,35 +24,24 @@ async function* payloads<K extends string, T extends Sequenced>(
   }
 }
 
+/** Validates `since` now (an immediate error), then streams one log of the partition. */
+function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, since: string | null | undefined, queueMax: number) {
+  const fromSeq = since ? partition.startOf(since, kind) : 1;
+  const readPage =
+    kind === 'changes'
+      ? (from: number, limit: number) => partition.readChangeRecords(from, limit)
+      : (from: number, limit: number) => partition.readEventRecords(from, limit);
+  const feed = kind === 'changes' ? partition.changeFeed : partition.eventFeed;
+  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as LiveFeed<Sequenced>, queueMax }));
+}
+
 export const Subscription: SubscriptionResolvers = {
   changes: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
-      const partition = await engine.partition(app, bucket);
-      const fromSeq = since ? partition.startOf(since, 'changes') : 1;
-      return payloads(
-        'changes',
-        recordStream({
-          fromSeq,
-          readPage: (from, limit) => partition.readChangeRecords(from, limit),
-          feed: partition.changeFeed,
-          queueMax: limits.subscriberQueueMax,
-        }),
-      );
-    },
+    subscribe: async (_, { bucket, since }, { engine, app, limits }) =>
+      stream(await engine.partition(app, bucket), 'changes', since, limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>,
   },
   events: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
-      const partition = await engine.partition(app, bucket);
-      const fromSeq = since ? partition.startOf(since, 'events') : 1;
-      return payloads(
-        'events',
-        recordStream({
-          fromSeq,
-          readPage: (from, limit) => partition.readEventRecords(from, limit),
-          feed: partition.eventFeed,
-          queueMax: limits.subscriberQueueMax,
-        }),
-      );
-    },
+    subscribe: async (_, { bucket, since }, { engine, app, limits }) =>
+      stream(await engine.partition(app, bucket), 'events', since, limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>,
   },
 };
