@@ -56,6 +56,14 @@ export class FeedQueue<T> {
     return this.state === 'overflowed';
   }
 
+  /** Drops queued items the caller already has (read from disk while they were being queued). */
+  dropWhile(stale: (item: T) => boolean): void {
+    while (this.head < this.items.length && stale(this.items[this.head] as T)) {
+      this.items[this.head] = undefined as T;
+      this.head++;
+    }
+  }
+
   /** Forget everything queued and the overflow; the caller re-reads what it missed from disk. */
   reset(): void {
     if (this.state === 'closed') return;

@@ -20,7 +20,7 @@ import {
   type ObjectDiff,
 } from '../model/jsondiff.js';
 import { normaliseCcid, validateCcid, validateClientId, validateEntityKey } from '../model/names.js';
-import { versionsToPrune, type RetentionPolicy } from '../model/retention.js';
+import { isRetained, versionsToPrune, type RetentionPolicy } from '../model/retention.js';
 import type { Limits } from '../options.js';
 import { PartitionLayout } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
@@ -578,13 +578,43 @@ export class Partition {
     };
     check(patch.versionMax, 'versionMax', 1, 10_000);
     check(patch.version10Max, 'version10Max', 0, 100_000);
-    const { config, barrier } = await this.exclusive(async () => {
-      const config: BucketConfig = { ...(await this.config()), ...patch };
+    const { config, previous, barrier } = await this.exclusive(async () => {
+      const previous = await this.config();
+      const config: BucketConfig = { ...previous, ...patch };
       this.stage([{ type: 'put', key: this.layout.config, value: config }]);
-      return { config, barrier: this.lastStaged };
+      return { config, previous, barrier: this.lastStaged };
     });
     await barrier;
+    // Each write prunes only what its own step leaves behind; a stricter policy must also
+    // remove what the old one kept. The answer waits for it: the new policy is then in force.
+    if (config.versionMax < previous.versionMax || config.version10Max < previous.version10Max) await this.sweepRetention();
     return config;
+  }
+
+  /** Deletes every retained version the current policy no longer keeps. */
+  private sweepRetention(): Promise<void> {
+    this.garbageCollection = this.garbageCollection
+      .then(async () => {
+        const meta = await this.durableMeta();
+        let ops: StagedOp[] = [];
+        let latest: { key: string; version: number } | undefined;
+        for await (const [dbKey] of this.store.entries<EntityState>(this.layout.allVersions(meta.gen))) {
+          const { key, version } = PartitionLayout.parseVersionKey(dbKey);
+          if (latest?.key !== key) {
+            const state = await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
+            latest = { key, version: state?.version ?? 0 };
+          }
+          // Read the policy at each step: it may change again while we sweep.
+          if (!isRetained(version, latest.version, await this.config())) ops.push({ type: 'del', key: dbKey });
+          if (ops.length >= 1000) {
+            await this.store.stage(ops);
+            ops = [];
+          }
+        }
+        if (ops.length > 0) await this.store.stage(ops);
+      })
+      .catch((error: unknown) => this.ctx.onBackgroundError(error));
+    return this.garbageCollection;
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -44,6 +44,9 @@ export async function* recordStream<T extends Sequenced>(
         queue.reset();
       }
     }
+    // What was queued during the replay and also read from disk must not count against the
+    // live bound: only records the subscriber has not seen measure how far behind it is.
+    queue.dropWhile((record) => record.seq < next);
     for (;;) {
       const item = await queue.next();
       if (item === CLOSED) return;

@@ -55,7 +55,9 @@ export function decodeCursor(cursor: string): StreamPosition {
       const colon = entry.lastIndexOf(':');
       const origin = entry.slice(0, colon);
       const seq = entry.slice(colon + 1);
-      if (colon < 0 || !ORIGIN.test(origin) || !SEQ.test(seq) || entries.has(origin)) throw bad('malformed position');
+      if (colon < 0 || !ORIGIN.test(origin) || !SEQ.test(seq) || !Number.isSafeInteger(Number(seq)) || entries.has(origin)) {
+        throw bad('malformed position');
+      }
       entries.set(origin, Number(seq));
     }
   }

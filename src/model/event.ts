@@ -56,7 +56,7 @@ export function validateEvent(input: EventInput, nowMs: number, limits: EventLim
   if (timestamp !== uuidV7Millis(uuid)) {
     throw refuse(ErrorCode.INVALID_INPUT, "timestamp must equal the uuid's embedded time");
   }
-  if (timestamp > BigInt(nowMs) + BigInt(limits.futureMsMax)) {
+  if (timestamp > BigInt(Math.floor(nowMs)) + BigInt(limits.futureMsMax)) {
     throw refuse(ErrorCode.INVALID_INPUT, 'timestamp is too far in the future');
   }
   for (const field of ['user', 'item', 'action'] as const) {

@@ -30,7 +30,7 @@ export function validateCcid(value: string, field = 'ccid'): void {
 }
 
 export function validateClientId(value: string, field = 'clientId'): void {
-  if (!CLIENT_ID.test(value)) throw invalidInput(`${field} must be 1 to 256 characters without control characters`);
+  if (!CLIENT_ID.test(value) || !value.isWellFormed()) throw invalidInput(`${field} must be 1 to 256 characters without control characters`);
 }
 
 /** App ids are case-insensitive: callers compare the normalised form. */

@@ -81,10 +81,10 @@ export class GroupCommitter {
           const failed = [...taken, ...this.queue];
           this.queue = [];
           for (const s of failed) s.reject(error);
-          this.options.onFailure(error);
+          guard(() => this.options.onFailure(error), this.options.onCallbackError);
           continue;
         }
-        this.options.onBatch?.(taken.length, count, performance.now() - started);
+        guard(() => this.options.onBatch?.(taken.length, count, performance.now() - started), this.options.onCallbackError);
         for (const s of taken) {
           try {
             s.onDurable?.();
@@ -98,5 +98,14 @@ export class GroupCommitter {
     } finally {
       this.writing = undefined;
     }
+  }
+}
+
+/** Runs an observer callback: its failure is reported, never allowed to stall the write loop. */
+function guard(callback: () => void, report: ((error: unknown) => void) | undefined): void {
+  try {
+    callback();
+  } catch (error) {
+    report?.(error);
   }
 }

@@ -73,6 +73,17 @@ export class PartitionLayout {
     const prefix = `${this.base}g${gen}!ver!${key}!`;
     return { gte: prefix, lt: prefixEnd(prefix) };
   }
+  /** The retained versions of every entity of a generation. */
+  allVersions(gen: number) {
+    const prefix = `${this.base}g${gen}!ver!`;
+    return { gte: prefix, lt: prefixEnd(prefix) };
+  }
+  /** The entity key and version of a key in `allVersions`. */
+  static parseVersionKey(dbKey: string): { key: string; version: number } {
+    const end = dbKey.lastIndexOf('!');
+    const start = dbKey.indexOf('!ver!') + 5;
+    return { key: dbKey.slice(start, end), version: Number(dbKey.slice(end + 1)) };
+  }
   /** Everything of one generation: what EMPTY and DROP leave behind as garbage. */
   generation(gen: number) {
     const prefix = `${this.base}g${gen}!`;

@@ -16,7 +16,7 @@ const ABSENT = Symbol('absent');
 type Cached = { value: unknown } | typeof ABSENT;
 
 export interface StagedStoreOptions extends GroupCommitOptions {
-  /** Budget of the read cache, in bytes of encoded values. @default 64 MiB */
+  /** Budget of the read cache, in bytes of encoded values (counted as UTF-16 units). @default 64 MiB */
   cacheBytesMax?: number;
   onWriteFailure?: (error: unknown) => void;
 }

@@ -300,6 +300,10 @@ describe('history and the change stream', () => {
     expect(versions.versions.map((e) => e.version)).toEqual([40, 39, 38, 37, 36, 30, 20]);
     expect(await entity(bucket, 'k', 20)).toMatchObject({ version: 20, data: { v: 20 } });
     expect(await entity(bucket, 'k', 21)).toBeNull();
+    // A stricter policy applies to what was kept before, too.
+    await gqlData(node, ConfigureBucket, { name: bucket, config: { versionMax: 2, version10Max: 1 } });
+    const fewer = await gqlData(node, ListVersions, { bucket, key: 'k' });
+    expect(fewer.versions.map((e) => e.version)).toEqual([40, 39, 30]);
   });
 
   it('pages the change stream with cursors, and EMPTY clears the bucket but is in the stream', async () => {
