@@ -15,6 +15,11 @@ export class LevelStore implements KeyValueStore {
     return (await this.db.get(key)) ?? undefined;
   }
 
+  async getMany(keys: string[]): Promise<Array<string | undefined>> {
+    if (keys.length === 0) return [];
+    return (await this.db.getMany(keys)).map((v) => v ?? undefined);
+  }
+
   async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
     if (ops.length === 0) return;
     // `sync` is classic-level's option: fsync before resolving, which is what "durable" means.

@@ -26,8 +26,8 @@ export class StagedStore {
   private readonly staged = new Map<string, { value: unknown } | typeof ABSENT>();
   private readonly cache: LRUCache<string, { value: unknown; size: number } | { absent: true }>;
   private readonly committer: GroupCommitter;
-  /** Counts settled submissions, so a read racing a write can tell. */
-  private settledEpoch = 0;
+  /** Store reads in flight, by key: a write of the key that settles meanwhile marks them stale. */
+  private readonly reads = new Map<string, Set<{ stale: boolean }>>();
 
   constructor(
     readonly store: KeyValueStore,
@@ -43,7 +43,7 @@ export class StagedStore {
         // What was staged may never land: forget it, and anything cached from it.
         this.staged.clear();
         this.cache.clear();
-        this.settledEpoch++;
+        for (const set of this.reads.values()) for (const token of set) token.stale = true;
         options.onWriteFailure?.(error);
       },
     });
@@ -61,22 +61,49 @@ export class StagedStore {
       if (staged !== undefined) return staged === ABSENT ? undefined : (staged.value as T);
       const cached = this.cache.get(key);
       if (cached !== undefined) return 'absent' in cached ? undefined : (cached.value as T);
-      const epoch = this.settledEpoch;
-      const raw = await this.store.get(key);
-      // A write settled while we read: what we read may predate it, so look again rather than
-      // caching a stale value.
-      if (epoch !== this.settledEpoch) {
-        if (attempt < 3) continue;
-        // Under a write storm, serve what we read (it was durable) but do not cache it.
-        return raw === undefined ? undefined : (JSON.parse(raw) as T);
-      }
-      if (raw === undefined) {
-        this.cache.set(key, { absent: true });
-        return undefined;
-      }
-      const value = JSON.parse(raw) as T;
-      this.cache.set(key, { value, size: raw.length });
-      return value;
+      const [read] = await this.load([key]);
+      // A write of this key settled while we read: what we read may predate it, look again.
+      if (read!.stale && attempt < 3) continue;
+      return read!.value as T | undefined;
+    }
+  }
+
+  /**
+   * Loads into the cache, in one store call, the keys that are neither staged nor cached: later
+   * `get`s of them are then answered from memory. Purely an optimisation.
+   */
+  async prefetch(keys: readonly string[]): Promise<void> {
+    const missing = [...new Set(keys)].filter((key) => !this.staged.has(key) && !this.cache.has(key));
+    if (missing.length > 0) await this.load(missing);
+  }
+
+  /**
+   * Reads keys from the store and caches each, unless a write of it settled during the read
+   * (then the value read may be older than the one written, and is returned marked stale).
+   */
+  private async load(keys: string[]): Promise<Array<{ value: unknown; stale: boolean }>> {
+    const tokens = keys.map((key) => {
+      const token = { stale: false };
+      let set = this.reads.get(key);
+      if (set === undefined) this.reads.set(key, (set = new Set()));
+      set.add(token);
+      return token;
+    });
+    try {
+      const raws = keys.length === 1 ? [await this.store.get(keys[0]!)] : await this.store.getMany(keys);
+      return keys.map((key, i) => {
+        const raw = raws[i];
+        const value: unknown = raw === undefined ? undefined : JSON.parse(raw);
+        const stale = tokens[i]!.stale;
+        if (!stale) this.cache.set(key, raw === undefined ? { absent: true } : { value, size: raw.length });
+        return { value, stale };
+      });
+    } finally {
+      keys.forEach((key, i) => {
+        const set = this.reads.get(key);
+        set?.delete(tokens[i]!);
+        if (set?.size === 0) this.reads.delete(key);
+      });
     }
   }
 
@@ -87,9 +114,16 @@ export class StagedStore {
   stage(ops: StagedOp[], onDurable?: () => void): Promise<void> {
     const entries: Array<[string, Cached, number]> = [];
     const writes: WriteOp[] = [];
+    // A change writes the same object under several keys (entity and version, log and ccid):
+    // encode each object once.
+    const encoded = new Map<unknown, string>();
     for (const op of ops) {
       if (op.type === 'put') {
-        const raw = JSON.stringify(op.value);
+        let raw = encoded.get(op.value);
+        if (raw === undefined) {
+          raw = JSON.stringify(op.value);
+          encoded.set(op.value, raw);
+        }
         const entry = { value: op.value };
         entries.push([op.key, entry, raw.length]);
         writes.push({ type: 'put', key: op.key, value: raw });
@@ -100,8 +134,9 @@ export class StagedStore {
     }
     for (const [key, entry] of entries) this.staged.set(key, entry);
     return this.committer.submit(writes, () => {
-      this.settledEpoch++;
       for (const [key, entry, size] of entries) {
+        const reading = this.reads.get(key);
+        if (reading !== undefined) for (const token of reading) token.stale = true;
         this.cache.set(key, entry === ABSENT ? { absent: true } : { value: entry.value, size });
         if (this.staged.get(key) === entry) this.staged.delete(key);
       }

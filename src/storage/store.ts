@@ -18,6 +18,8 @@ export interface RangeOptions {
 
 export interface KeyValueStore {
   get(key: string): Promise<string | undefined>;
+  /** Several point reads in one call (one trip to LevelDB's thread pool instead of many). */
+  getMany(keys: string[]): Promise<Array<string | undefined>>;
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
   entries(range: RangeOptions): AsyncIterable<[string, string]>;
   /** Deletes a key range; not atomic with writes, used only for garbage nobody reads any more. */

@@ -241,6 +241,7 @@ describe('failure', () => {
     let calls = 0;
     const store: KeyValueStore = {
       get: (key) => inner.get(key),
+      getMany: (keys) => inner.getMany(keys),
       entries: (range) => inner.entries(range),
       clear: (range) => inner.clear(range),
       close: () => inner.close(),

@@ -64,6 +64,11 @@ export class MemoryStore implements KeyValueStore {
     return this.data.get(key);
   }
 
+  async getMany(keys: string[]): Promise<Array<string | undefined>> {
+    this.gets += keys.length;
+    return keys.map((key) => this.data.get(key));
+  }
+
   async write(ops: WriteOp[], _options: { sync: boolean }): Promise<void> {
     this.apply(ops);
   }
@@ -129,6 +134,10 @@ export class GatedStore implements KeyValueStore {
   holdNextGet(): Promise<HeldGet> {
     this.holdNext = deferred<HeldGet>();
     return this.holdNext.promise;
+  }
+
+  async getMany(keys: string[]): Promise<Array<string | undefined>> {
+    return Promise.all(keys.map((key) => this.get(key)));
   }
 
   async get(key: string): Promise<string | undefined> {
