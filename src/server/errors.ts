@@ -34,7 +34,7 @@ export function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
 /**
  * Yoga's `maskError`: called for errors raised while executing. `log` receives system errors.
  */
-export function maskError(error: unknown, log: (error: unknown) => void): Error {
+export function maskError(error: unknown, log: (error: unknown) => void): GraphQLError {
   const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
   if (isSyncError(original)) return toGraphQLError(original, error instanceof GraphQLError ? error : undefined);
   if (original instanceof GraphQLError && hasCode(original)) {

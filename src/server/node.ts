@@ -21,6 +21,7 @@ import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
 import { bearerToken, keyMatches, resolveAdminKey } from './admin-key.js';
 import { maskError } from './errors.js';
+import { subscribeShared } from './shared-subscriptions.js';
 import { buildSchema } from './schema.js';
 import { useErrorCodes } from './use-error-codes.js';
 
@@ -58,6 +59,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
   });
 
+  const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
   const isAdmin = (authorization: unknown) => {
     const token = bearerToken(authorization);
     return token !== undefined && keyMatches(token, admin.key);
@@ -70,7 +72,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     landingPage: false,
     logging: false,
     healthCheckEndpoint: '/yoga-health',
-    maskedErrors: { maskError: (error) => maskError(error, (err) => log.error({ err }, 'unexpected error in a resolver')) },
+    maskedErrors: { maskError: (error) => maskError(error, logUnexpected) },
     plugins: [useErrorCodes()],
     context: ({ request, connectionParams }: { request?: Request; connectionParams?: Record<string, unknown> }) => {
       const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
@@ -142,7 +144,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     {
       onConnect: (ctx) => isAdmin(ctx.connectionParams?.['authorization']),
       execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      // Encode once: subscribers running the same operation share each event's result.
+      subscribe: (args) =>
+        subscribeShared(args, { maskError: (error) => maskError(error, logUnexpected) }),
       onSubscribe: async (ctx, _id, payload) => {
         const enveloped = yoga.getEnveloped({
           ...ctx,

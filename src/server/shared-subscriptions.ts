@@ -1,0 +1,118 @@
+/**
+ * Subscription execution that encodes a change once, not once per subscriber.
+ *
+ * graphql-js's `subscribe` executes the selection set again for every event and every
+ * subscriber. When a thousand devices watch one bucket with the same query, those executions are
+ * identical: the event is one shared view (engine/records.ts) and, when the selection below the
+ * root field uses no variables, nothing else goes in. So results are memoised per (event object,
+ * operation) and the same ExecutionResult is handed to every subscriber. Selections that use
+ * variables (or fragments that do) are executed per subscriber, as usual.
+ *
+ * Assumes, as holds for the Subscription fields of our schema, that fields below the root field
+ * do not depend on the context (the caller): the root field's subscribe resolver decides what a
+ * caller may see, the selection only shapes it.
+ */
+import {
+  createSourceEventStream,
+  execute as graphqlExecute,
+  getOperationAST,
+  Kind,
+  visit,
+  type ASTNode,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLError,
+} from 'graphql';
+
+export interface SharedSubscribeOptions {
+  /** Turns errors (bad cursor, bad bucket, a failing field...) into client errors. */
+  maskError: (error: unknown) => GraphQLError;
+}
+
+/** Result of `subscribe`: a stream of results, or the errors that prevented it. */
+export type SubscribeResult = AsyncGenerator<ExecutionResult, void, undefined> | ExecutionResult;
+
+const memo = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+
+export async function subscribeShared(args: ExecutionArgs, options: SharedSubscribeOptions): Promise<SubscribeResult> {
+  // graphql-js's own execute of the subscription operation with the event as root value: what
+  // graphql-js's `subscribe` does for each event, with the errors masked as yoga masks them.
+  const execute = async (eventArgs: ExecutionArgs): Promise<ExecutionResult> => {
+    const result = await graphqlExecute(eventArgs);
+    return result.errors ? { ...result, errors: result.errors.map((e) => options.maskError(e)) } : result;
+  };
+  const source = await createSourceEventStream(args);
+  if (!isAsyncIterable(source)) {
+    return { errors: (source.errors ?? []).map((e) => options.maskError(e)) };
+  }
+  const key = shareKey(args.document, args.operationName ?? undefined);
+  return mapEvents(source, (payload) => {
+    const event = firstValue(payload);
+    if (key === undefined || event === undefined) return execute({ ...args, rootValue: payload });
+    let results = memo.get(event);
+    if (results === undefined) memo.set(event, (results = new Map()));
+    let result = results.get(key);
+    if (result === undefined) {
+      result = Promise.resolve(execute({ ...args, rootValue: payload }));
+      results.set(key, result);
+    }
+    return result;
+  });
+}
+
+async function* mapEvents(
+  source: AsyncIterable<unknown>,
+  map: (payload: unknown) => ExecutionResult | Promise<ExecutionResult>,
+): AsyncGenerator<ExecutionResult, void, undefined> {
+  // Closing this generator (the client unsubscribed) closes the source through for-await.
+  for await (const payload of source) yield await map(payload);
+}
+
+function firstValue(payload: unknown): object | undefined {
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  for (const value of Object.values(payload)) return typeof value === 'object' && value !== null ? value : undefined;
+  return undefined;
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
+const keys = new WeakMap<DocumentNode, Map<string, string | null>>();
+
+/**
+ * The memo key of an operation, or undefined when its result may depend on variables: any
+ * variable outside the root fields' own arguments (in their selections, their directives, or any
+ * fragment) makes the selection per-subscriber.
+ */
+export function shareKey(document: DocumentNode, operationName: string | undefined): string | undefined {
+  let byName = keys.get(document);
+  if (byName === undefined) keys.set(document, (byName = new Map()));
+  const cached = byName.get(operationName ?? '');
+  if (cached !== undefined) return cached ?? undefined;
+  const operation = getOperationAST(document, operationName);
+  let key: string | null = null;
+  if (operation && operation.loc) {
+    const dependent = operation.selectionSet.selections.some(
+      (root) =>
+        usesVariables(root.directives ?? []) ||
+        (root.kind === Kind.FIELD ? root.selectionSet !== undefined && usesVariables(root.selectionSet) : usesVariables(root)),
+    );
+    const fragmentsDependent = document.definitions.some((d) => d.kind === Kind.FRAGMENT_DEFINITION && usesVariables(d));
+    if (!dependent && !fragmentsDependent) key = `${operationName ?? ''}\u0000${operation.loc.source.body}`;
+  }
+  byName.set(operationName ?? '', key);
+  return key ?? undefined;
+}
+
+function usesVariables(node: ASTNode | readonly ASTNode[]): boolean {
+  let found = false;
+  const visitor = {
+    Variable() {
+      found = true;
+    },
+  };
+  for (const n of Array.isArray(node) ? node : [node]) visit(n as ASTNode, visitor);
+  return found;
+}

@@ -1,0 +1,106 @@
+/**
+ * Encode once: subscribers running the same operation share each event's result; selections that
+ * depend on variables are executed per subscriber.
+ */
+import { buildSchema, GraphQLError, parse, type GraphQLObjectType, type GraphQLSchema } from 'graphql';
+import { describe, expect, it } from 'vitest';
+import { LiveFeed } from '../../src/engine/live-feed.js';
+import { shareKey, subscribeShared } from '../../src/server/shared-subscriptions.js';
+
+interface Item {
+  id: string;
+}
+
+function setup() {
+  const feed = new LiveFeed<Item>();
+  let labelCalls = 0;
+  // Built with graphql-js itself (the module the code under test imports), resolvers attached.
+  const schema = buildSchema(/* GraphQL */ `
+    type Item { id: ID!, label(prefix: String): String! }
+    type Query { ok: Boolean }
+    type Subscription { items(topic: String!): Item! }
+  `);
+  (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) => {
+    labelCalls++;
+    return `${args.prefix ?? ''}${item.id}`;
+  };
+  async function* items() {
+    const queue = feed.attach(100);
+    try {
+      for (;;) {
+        const next = await queue.next();
+        if (typeof next === 'symbol') return;
+        yield { items: next };
+      }
+    } finally {
+      queue.close();
+    }
+  }
+  (schema.getSubscriptionType() as GraphQLObjectType).getFields()['items']!.subscribe = async (_: unknown, { topic }: { topic: string }) => {
+    if (topic === 'bad') throw new GraphQLError('bad topic', { extensions: { code: 'INVALID_INPUT' } });
+    return items();
+  };
+  return { feed, schema, labelCalls: () => labelCalls };
+}
+
+const maskError = (e: unknown) => (e instanceof GraphQLError ? e : new GraphQLError(String(e)));
+
+async function subscribe(schema: GraphQLSchema, query: string, variables: Record<string, unknown>) {
+  const result = await subscribeShared({ schema, document: parse(query), variableValues: variables }, { maskError });
+  if (!(Symbol.asyncIterator in result)) throw new Error(JSON.stringify(result));
+  return result;
+}
+
+describe('shared subscription results', () => {
+  it('executes each event once for subscribers of the same variable-free selection', async () => {
+    const { feed, schema, labelCalls } = setup();
+    const query = 'subscription($t: String!) { items(topic: $t) { id label } }';
+    const a = await subscribe(schema, query, { t: 'x' });
+    const b = await subscribe(schema, query, { t: 'x' });
+    const [ra, rb] = [a.next(), b.next()];
+    await new Promise((resolve) => setImmediate(resolve));
+    feed.publish({ id: 'one' });
+    const [va, vb] = await Promise.all([ra, rb]);
+    expect(va.value).toEqual({ data: { items: { id: 'one', label: 'one' } } });
+    expect(vb.value).toBe(va.value);
+    expect(labelCalls()).toBe(1);
+    await a.return();
+    await b.return();
+    expect(feed.size).toBe(0);
+  });
+
+  it('executes per subscriber when the selection uses variables', async () => {
+    const { feed, schema, labelCalls } = setup();
+    const query = 'subscription($t: String!, $p: String) { items(topic: $t) { id label(prefix: $p) } }';
+    const a = await subscribe(schema, query, { t: 'x', p: 'A:' });
+    const b = await subscribe(schema, query, { t: 'x', p: 'B:' });
+    const [ra, rb] = [a.next(), b.next()];
+    await new Promise((resolve) => setImmediate(resolve));
+    feed.publish({ id: 'one' });
+    const [va, vb] = await Promise.all([ra, rb]);
+    expect(va.value).toEqual({ data: { items: { id: 'one', label: 'A:one' } } });
+    expect(vb.value).toEqual({ data: { items: { id: 'one', label: 'B:one' } } });
+    expect(labelCalls()).toBe(2);
+    await a.return();
+    await b.return();
+  });
+
+  it('returns the errors of the subscribe phase, masked', async () => {
+    const { schema } = setup();
+    const result = await subscribeShared({ schema, document: parse('subscription { items(topic: "bad") { id } }') }, { maskError });
+    expect(Symbol.asyncIterator in result).toBe(false);
+    expect((result as { errors: GraphQLError[] }).errors[0]!.extensions['code']).toBe('INVALID_INPUT');
+  });
+});
+
+describe('shareKey', () => {
+  it.each([
+    ['root arguments only', 'subscription($b: String!) { changes(bucket: $b) { key version } }', true],
+    ['no variables', 'subscription { changes(bucket: "x") { key } }', true],
+    ['a variable in the selection', 'subscription($b: String!, $p: String) { changes(bucket: $b) { label(prefix: $p) } }', false],
+    ['a variable in a root directive', 'subscription($b: String!, $i: Boolean!) { changes(bucket: $b) @include(if: $i) { key } }', false],
+    ['a variable in a fragment', 'subscription($b: String!) { changes(bucket: $b) { ...F } } fragment F on Change { label(prefix: $p) }', false],
+  ])('%s', (_why, query, shared) => {
+    expect(shareKey(parse(query), undefined) !== undefined).toBe(shared);
+  });
+});
