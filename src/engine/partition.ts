@@ -105,6 +105,11 @@ export class Partition {
   private tail: Promise<unknown> = Promise.resolve();
   /** The last staged write; awaiting it means everything computed so far is durable. */
   private lastStaged: Promise<void> = Promise.resolve();
+  /** Last sequence numbers staged (what the next change or event follows). */
+  private changeSeq: number;
+  private eventSeq: number;
+  /** The store's failure count when the staged counters were last known good. */
+  private failuresSeen: number;
   /** Highest sequence numbers known durable (cursors beyond them were not issued by us). */
   private durableChangeSeq: number;
   private durableEventSeq: number;
@@ -115,18 +120,29 @@ export class Partition {
     readonly bucket: string,
     private readonly store: StagedStore,
     private readonly ctx: EngineContext,
-    meta: PartitionMeta,
+    heads: { changeSeq: number; eventSeq: number },
   ) {
     this.partition = `${app}/${bucket}`;
     this.layout = new PartitionLayout(this.partition);
-    this.durableChangeSeq = meta.changeSeq;
-    this.durableEventSeq = meta.eventSeq;
+    this.changeSeq = this.durableChangeSeq = heads.changeSeq;
+    this.eventSeq = this.durableEventSeq = heads.eventSeq;
+    this.failuresSeen = store.failures;
   }
 
   static async open(app: string, bucket: string, store: StagedStore, ctx: EngineContext): Promise<Partition> {
     const layout = new PartitionLayout(`${app}/${bucket}`);
     const meta = (await store.get<PartitionMeta>(layout.meta, { durable: true })) ?? initialMeta;
-    const partition = new Partition(app, bucket, store, ctx, meta);
+    const lastSeq = async (range: { gte: string; lt: string }) => {
+      for await (const [key] of store.entries({ ...range, reverse: true, limit: 1 })) return PartitionLayout.seqOfKey(key);
+      return 0;
+    };
+    const heads = {
+      // The EMPTY/DROP record that starts a compacted log is never collected: the log is never
+      // emptier than its start.
+      changeSeq: Math.max(await lastSeq(layout.changesFrom(1)), meta.changeLogStart - 1),
+      eventSeq: await lastSeq(layout.eventsFrom(1)),
+    };
+    const partition = new Partition(app, bucket, store, ctx, heads);
     // Finish what a crash may have interrupted: garbage left by EMPTY/DROP.
     if (meta.garbage.length > 0 || meta.changeLogStart > 1) partition.collectGarbage();
     return partition;
@@ -273,10 +289,10 @@ export class Partition {
     const from = baseVersion ?? 0;
     let data: JsonObject;
     if (from === 0) {
-      const local = this.localDiff({}, body);
       if (alive === undefined) {
-        data = applyDiff({}, local);
+        data = 'data' in body ? body.data : applyDiff({}, body.diff);
       } else {
+        const local = this.localDiff({}, body);
         // Two offline devices created the same key: a concurrent edit from an empty base.
         if (config.conflictMode === 'OPTIMISTIC') throw badVersion(`${key} already exists at version ${alive.version}`);
         data = applyDiff(alive.data, transform(local, diffObjects({}, alive.data), {}, true));
@@ -301,7 +317,8 @@ export class Partition {
         }
       }
     }
-    this.checkSize(data, 'data');
+    // The client's own object was checked already; a merged one may have grown.
+    if (!('data' in body) || data !== body.data) this.checkSize(data, 'data');
     const diff = diffObjects(alive?.data ?? {}, data);
     if (alive !== undefined && isEmptyDiff(diff)) {
       return { ccid: base.ccid, change: null, error: null, duplicate: false, noop: true, entity: this.entityView(key, alive) };
@@ -339,7 +356,7 @@ export class Partition {
     state: EntityState,
     fields: Omit<ChangeRecord, 'id' | 'origin' | 'seq' | 'at'>,
   ): ChangeOutcome {
-    const seq = meta.changeSeq + 1;
+    const seq = ++this.changeSeq;
     const record: ChangeRecord = { id: this.ctx.newId(), ...fields, origin: this.ctx.nodeId, seq, at: this.ctx.now() };
     const ops: StagedOp[] = [
       { type: 'put', key: this.layout.entity(meta.gen, key), value: state },
@@ -347,9 +364,9 @@ export class Partition {
       ...versionsToPrune(previousVersion, state.version, config).map(
         (v): StagedOp => ({ type: 'del', key: this.layout.version(meta.gen, key, v) }),
       ),
-      { type: 'put', key: this.layout.change(seq), value: record },
+      // The log is read by range, never by key: no point caching its records.
+      { type: 'put', key: this.layout.change(seq), value: record, cache: false },
       { type: 'put', key: this.layout.ccid(record.ccid), value: record },
-      { type: 'put', key: this.layout.meta, value: { ...meta, changeSeq: seq } satisfies PartitionMeta },
     ];
     const view = this.changeView(record);
     this.stage(ops, () => {
@@ -361,7 +378,7 @@ export class Partition {
 
   /** EMPTY and DROP: one small write that moves entities to a new generation. */
   private async clear(meta: PartitionMeta, op: 'EMPTY' | 'DROP', base: RecordBase): Promise<ChangeOutcome> {
-    const seq = meta.changeSeq + 1;
+    const seq = ++this.changeSeq;
     const record: ChangeRecord = {
       id: this.ctx.newId(),
       ...base,
@@ -377,7 +394,6 @@ export class Partition {
     const next: PartitionMeta = {
       ...meta,
       gen: meta.gen + 1,
-      changeSeq: seq,
       // Everything before this record is superseded by it: a reader from an older cursor gets
       // this record (and clears its copy) and everything after it.
       changeLogStart: seq,
@@ -429,9 +445,8 @@ export class Partition {
       const rejected: PushEventsOutcome['rejected'] = [];
       const fresh: EventView[] = [];
       const inRequest = new Map<string, EventView>();
-      const meta = await this.meta();
       const ops: StagedOp[] = [];
-      let seq = meta.eventSeq;
+      let seq = this.eventSeq;
       for (const input of inputs) {
         let event: EventInput;
         try {
@@ -449,7 +464,7 @@ export class Partition {
         }
         seq++;
         const record: EventRecord = { ...event, origin: this.ctx.nodeId, seq, at: this.ctx.now() };
-        ops.push({ type: 'put', key: this.layout.event(seq), value: record });
+        ops.push({ type: 'put', key: this.layout.event(seq), value: record, cache: false });
         ops.push({ type: 'put', key: this.layout.uuid(event.uuid), value: seq });
         const view = this.eventView(record);
         inRequest.set(event.uuid, view);
@@ -457,7 +472,7 @@ export class Partition {
         fresh.push(view);
       }
       if (ops.length > 0) {
-        ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, eventSeq: seq } satisfies PartitionMeta });
+        this.eventSeq = seq;
         const last = seq;
         this.stage(ops, () => {
           this.durableEventSeq = last;
@@ -652,7 +667,16 @@ export class Partition {
   // ---------------------------------------------------------------- helpers
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
+    const guarded = () => {
+      // A failed write discarded everything staged: continue from what is durable.
+      if (this.failuresSeen !== this.store.failures) {
+        this.failuresSeen = this.store.failures;
+        this.changeSeq = this.durableChangeSeq;
+        this.eventSeq = this.durableEventSeq;
+      }
+      return fn();
+    };
+    const run = this.tail.then(guarded, guarded);
     this.tail = run.catch(() => undefined);
     return run;
   }

@@ -39,19 +39,21 @@ export interface EntityState {
   deleted: boolean;
 }
 
+/**
+ * What a partition needs beyond its logs. Written only by EMPTY, DROP and garbage collection:
+ * the sequence numbers are not kept here (that would be one more write per change) but read
+ * from the last key of each log when the partition opens.
+ */
 export interface PartitionMeta {
   /** Generation of entities and versions; EMPTY and DROP move to the next one. */
   gen: number;
-  /** Last sequence number used in the change log and the event log. */
-  changeSeq: number;
-  eventSeq: number;
   /** First change record still in the log (earlier ones were compacted away by EMPTY/DROP). */
   changeLogStart: number;
   /** Generations left behind by EMPTY/DROP and not yet cleared. */
   garbage: number[];
 }
 
-export const initialMeta: PartitionMeta = { gen: 1, changeSeq: 0, eventSeq: 0, changeLogStart: 1, garbage: [] };
+export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };
 
 export interface BucketConfig {
   conflictMode: ConflictMode;

@@ -10,7 +10,8 @@ import { LRUCache } from 'lru-cache';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
 import type { KeyValueStore, RangeOptions, WriteOp } from './store.js';
 
-export type StagedOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+/** A write; `cache: false` for keys only ever read by range (logs), which the LRU need not hold. */
+export type StagedOp = { type: 'put'; key: string; value: unknown; cache?: boolean } | { type: 'del'; key: string };
 
 const ABSENT = Symbol('absent');
 type Cached = { value: unknown } | typeof ABSENT;
@@ -26,6 +27,7 @@ export class StagedStore {
   private readonly staged = new Map<string, { value: unknown } | typeof ABSENT>();
   private readonly cache: LRUCache<string, { value: unknown; size: number } | { absent: true }>;
   private readonly committer: GroupCommitter;
+  private failureCount = 0;
   /** Store reads in flight, by key: a write of the key that settles meanwhile marks them stale. */
   private readonly reads = new Map<string, Set<{ stale: boolean }>>();
 
@@ -43,6 +45,7 @@ export class StagedStore {
         // What was staged may never land: forget it, and anything cached from it.
         this.staged.clear();
         this.cache.clear();
+        this.failureCount++;
         for (const set of this.reads.values()) for (const token of set) token.stale = true;
         options.onWriteFailure?.(error);
       },
@@ -125,7 +128,7 @@ export class StagedStore {
           encoded.set(op.value, raw);
         }
         const entry = { value: op.value };
-        entries.push([op.key, entry, raw.length]);
+        entries.push([op.key, entry, op.cache === false ? -1 : raw.length]);
         writes.push({ type: 'put', key: op.key, value: raw });
       } else {
         entries.push([op.key, ABSENT, 0]);
@@ -137,11 +140,17 @@ export class StagedStore {
       for (const [key, entry, size] of entries) {
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
-        this.cache.set(key, entry === ABSENT ? { absent: true } : { value: entry.value, size });
+        if (size >= 0) this.cache.set(key, entry === ABSENT ? { absent: true } : { value: entry.value, size });
+        else this.cache.delete(key);
         if (this.staged.get(key) === entry) this.staged.delete(key);
       }
       onDurable?.();
     });
+  }
+
+  /** How many writes have failed (each one discarded all staged state). */
+  get failures(): number {
+    return this.failureCount;
   }
 
   /** Resolves when everything staged so far is durable. */
