@@ -10,6 +10,8 @@ const config: CodegenConfig = {
   schema: 'schema/*.graphql',
   documents: ['test/support/operations.ts'],
   ignoreNoDocuments: false,
+  // NodeNext resolution needs the .js extension on generated relative imports.
+  emitLegacyCommonJSImports: false,
   generates: {
     'src/generated/graphql.ts': {
       plugins: [

@@ -540,19 +540,13 @@ export class Partition {
   }
 
   async readChangeRecords(fromSeq: number, limit: number): Promise<ChangeView[]> {
-    const out: ChangeView[] = [];
-    for await (const [, record] of this.store.entries<ChangeRecord>({ ...this.layout.changesFrom(Math.max(1, fromSeq)), limit })) {
-      out.push(this.changeView(record));
-    }
-    return out;
+    const page = await this.store.page<ChangeRecord>({ ...this.layout.changesFrom(Math.max(1, fromSeq)), limit });
+    return page.map(([, record]) => this.changeView(record));
   }
 
   async readEventRecords(fromSeq: number, limit: number): Promise<EventView[]> {
-    const out: EventView[] = [];
-    for await (const [, record] of this.store.entries<EventRecord>({ ...this.layout.eventsFrom(Math.max(1, fromSeq)), limit })) {
-      out.push(this.eventView(record));
-    }
-    return out;
+    const page = await this.store.page<EventRecord>({ ...this.layout.eventsFrom(Math.max(1, fromSeq)), limit });
+    return page.map(([, record]) => this.eventView(record));
   }
 
   private async readEvents(fromSeq: number, limit: number): Promise<{ events: EventView[]; hasMore: boolean }> {

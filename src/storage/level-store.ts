@@ -47,6 +47,23 @@ export class LevelStore implements KeyValueStore {
     }
   }
 
+  async page(range: RangeOptions & { limit: number }): Promise<Array<[string, string]>> {
+    const iterator = this.db.iterator(range);
+    try {
+      // nextv may return fewer entries than asked (it stops at a byte budget): only an empty
+      // answer means the end.
+      const out: Array<[string, string]> = [];
+      while (out.length < range.limit) {
+        const chunk = await iterator.nextv(range.limit - out.length);
+        if (chunk.length === 0) break;
+        for (const entry of chunk) out.push(entry);
+      }
+      return out;
+    } finally {
+      await iterator.close();
+    }
+  }
+
   async clear(range: RangeOptions): Promise<void> {
     await this.db.clear({ ...range, limit: range.limit ?? -1 });
   }

@@ -163,6 +163,11 @@ export class StagedStore {
     for await (const [key, raw] of this.store.entries(range)) yield [key, JSON.parse(raw) as T];
   }
 
+  /** A page of durable entries, values decoded: one store call, no per-entry promise. */
+  async page<T>(range: RangeOptions & { limit: number }): Promise<Array<[string, T]>> {
+    return (await this.store.page(range)).map(([key, raw]) => [key, JSON.parse(raw) as T]);
+  }
+
   /** Deletes a range of garbage (keys no reader will ask for again). */
   async clear(range: RangeOptions): Promise<void> {
     await this.store.clear(range);

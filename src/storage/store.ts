@@ -22,6 +22,8 @@ export interface KeyValueStore {
   getMany(keys: string[]): Promise<Array<string | undefined>>;
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
   entries(range: RangeOptions): AsyncIterable<[string, string]>;
+  /** At most `limit` entries of a range, read at once (a page of a log). */
+  page(range: RangeOptions & { limit: number }): Promise<Array<[string, string]>>;
   /** Deletes a key range; not atomic with writes, used only for garbage nobody reads any more. */
   clear(range: RangeOptions): Promise<void>;
   close(): Promise<void>;

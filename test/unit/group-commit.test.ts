@@ -243,6 +243,7 @@ describe('failure', () => {
       get: (key) => inner.get(key),
       getMany: (keys) => inner.getMany(keys),
       entries: (range) => inner.entries(range),
+      page: (range) => inner.page(range),
       clear: (range) => inner.clear(range),
       close: () => inner.close(),
       write: (batch, options) => {

@@ -88,6 +88,10 @@ export class MemoryStore implements KeyValueStore {
     for (const entry of snapshot) yield entry;
   }
 
+  async page(range: RangeOptions & { limit: number }): Promise<Array<[string, string]>> {
+    return select(this.data, range).slice(0, range.limit);
+  }
+
   async clear(range: RangeOptions): Promise<void> {
     for (const [key] of select(this.data, { ...range, reverse: false })) this.data.delete(key);
   }
@@ -175,6 +179,10 @@ export class GatedStore implements KeyValueStore {
 
   entries(range: RangeOptions): AsyncIterable<[string, string]> {
     return this.inner.entries(range);
+  }
+
+  page(range: RangeOptions & { limit: number }): Promise<Array<[string, string]>> {
+    return this.inner.page(range);
   }
 
   clear(range: RangeOptions): Promise<void> {
