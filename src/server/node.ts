@@ -9,7 +9,6 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
 import { createYoga } from 'graphql-yoga';
 import { pino, type Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
@@ -22,6 +21,7 @@ import { LevelStore } from '../storage/level-store.js';
 import { bearerToken, keyMatches, resolveAdminKey } from './admin-key.js';
 import { maskError } from './errors.js';
 import { subscribeShared } from './shared-subscriptions.js';
+import { serveGraphQLWs } from './ws-adapter.js';
 import { buildSchema } from './schema.js';
 import { useErrorCodes } from './use-error-codes.js';
 
@@ -140,7 +140,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   }
 
   const wsServer = new WebSocketServer({ server, path: '/graphql', maxPayload: options.limits.requestBytesMax });
-  const wsCleanup = useServer<Record<string, unknown> | undefined, { socket: unknown; request: IncomingMessage }>(
+  const wsCleanup = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
       onConnect: (ctx) => isAdmin(ctx.connectionParams?.['authorization']),
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -175,6 +175,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       },
     },
     wsServer,
+    { onError: (err, what) => log.error({ err }, what) },
   );
 
   await new Promise<void>((resolve, reject) => {
