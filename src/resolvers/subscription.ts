@@ -3,7 +3,9 @@
  * checked before the stream starts, so a bad cursor is an immediate error, not a silent stream.
  */
 import { OVERFLOW, type LiveFeed } from '../engine/live-feed.js';
+import type { Engine } from '../engine/engine.js';
 import type { Partition } from '../engine/partition.js';
+import type { Limits } from '../options.js';
 import type { ChangeView, EventView } from '../engine/records.js';
 import { recordStream, type Sequenced } from '../engine/record-stream.js';
 import type { SubscriptionResolvers } from '../generated/graphql.js';
@@ -35,13 +37,24 @@ function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, s
   return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as LiveFeed<Sequenced>, queueMax }));
 }
 
+/** Live subscriptions are bounded per node, like every other resource. */
+function checkCapacity(engine: Engine, limits: Limits): void {
+  if (engine.subscriberCount >= limits.subscriptionsMax) {
+    throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `this node serves at most ${limits.subscriptionsMax} live subscriptions`);
+  }
+}
+
 export const Subscription: SubscriptionResolvers = {
   changes: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) =>
-      stream(await engine.partition(app, bucket), 'changes', since, limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>,
+    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
+      checkCapacity(engine, limits);
+      return stream(await engine.partition(app, bucket), 'changes', since, limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>;
+    },
   },
   events: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) =>
-      stream(await engine.partition(app, bucket), 'events', since, limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>,
+    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
+      checkCapacity(engine, limits);
+      return stream(await engine.partition(app, bucket), 'events', since, limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>;
+    },
   },
 };

@@ -20,7 +20,7 @@ import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
 import { bearerToken, keyMatches, resolveAdminKey } from './admin-key.js';
 import { maskError } from './errors.js';
-import { subscribeShared } from './shared-subscriptions.js';
+import { encodeSharedResult, subscribeShared } from './shared-subscriptions.js';
 import { serveGraphQLWs } from './ws-adapter.js';
 import { buildSchema } from './schema.js';
 import { useErrorCodes } from './use-error-codes.js';
@@ -175,7 +175,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       },
     },
     wsServer,
-    { onError: (err, what) => log.error({ err }, what) },
+    { onError: (err, what) => log.error({ err }, what), encodePayload: encodeSharedResult },
   );
 
   await new Promise<void>((resolve, reject) => {

@@ -34,6 +34,23 @@ export interface SharedSubscribeOptions {
 export type SubscribeResult = AsyncGenerator<ExecutionResult, void, undefined> | ExecutionResult;
 
 const memo = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+/** Results handed to several subscribers, and their JSON once computed. */
+const shared = new WeakSet<ExecutionResult>();
+const encoded = new WeakMap<ExecutionResult, string>();
+
+/**
+ * The JSON of a shared result, computed once for all its subscribers; undefined for results that
+ * are not shared (the caller encodes those as usual).
+ */
+export function encodeSharedResult(result: unknown): string | undefined {
+  if (typeof result !== 'object' || result === null || !shared.has(result as ExecutionResult)) return undefined;
+  let json = encoded.get(result as ExecutionResult);
+  if (json === undefined) {
+    json = JSON.stringify(result);
+    encoded.set(result as ExecutionResult, json);
+  }
+  return json;
+}
 
 export async function subscribeShared(args: ExecutionArgs, options: SharedSubscribeOptions): Promise<SubscribeResult> {
   // graphql-js's own execute of the subscription operation with the event as root value: what
@@ -54,7 +71,10 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
     if (results === undefined) memo.set(event, (results = new Map()));
     let result = results.get(key);
     if (result === undefined) {
-      result = Promise.resolve(execute({ ...args, rootValue: payload }));
+      result = execute({ ...args, rootValue: payload }).then((r) => {
+        shared.add(r);
+        return r;
+      });
       results.set(key, result);
     }
     return result;

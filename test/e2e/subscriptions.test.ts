@@ -195,3 +195,24 @@ describe('slow consumers', () => {
     }
   });
 });
+
+describe('limits', () => {
+  it('refuses a subscription beyond subscriptionsMax with LIMIT_EXCEEDED', async () => {
+    const small = await startNodeProcess({ args: ['--limit', 'subscriptionsMax=1'] });
+    const client = wsClient(small);
+    try {
+      const bucket = freshBucket();
+      const first = collect(client, ChangesSubscription, { bucket, since: null });
+      const head = await gqlData(small, SubmitChanges, { bucket, changes: [{ ccid: 'ab01', key: 'k', op: 'MODIFY', data: {} }] });
+      expect(head.submitChanges[0]!.error).toBeNull();
+      await first.until(1);
+      const second = collect(client, ChangesSubscription, { bucket, since: null });
+      await second.done.catch(() => undefined);
+      expect(JSON.stringify(second.errors)).toContain('LIMIT_EXCEEDED');
+      first.stop();
+    } finally {
+      await client.dispose();
+    }
+  });
+});
+
