@@ -5,7 +5,7 @@
 import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { collect, gqlData, wsClient } from '../support/client.js';
+import { collect, deferred, gqlData, wsClient } from '../support/client.js';
 import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
 import type { ChangesPageQuery } from '../generated/graphql.js';
 import { BucketInfo, ChangesPage, ChangesSubscription, SubmitChanges } from '../support/operations.js';
@@ -85,6 +85,34 @@ describe('replay then live', () => {
     } finally {
       await client.dispose();
     }
+  });
+});
+
+describe('shared encoding', () => {
+  it('gives every subscriber of one operation the same message, whatever its subscription id', async () => {
+    const bucket = freshBucket();
+    const head = (await gqlData(node, BucketInfo, { name: bucket })).bucket.changesCursor;
+    // Ids a client may choose, including one that looks like the server's internal marker.
+    const ids = ['1', 'a"b', '\u0001syncgraph-payload\u0001'];
+    const socket = new WebSocket(node.wsUrl, 'graphql-transport-ws');
+    const received = new Map<string, unknown>();
+    const all = deferred();
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as { id?: string; type: string; payload?: unknown };
+      if (message.type === 'connection_ack') {
+        for (const id of ids) {
+          socket.send(JSON.stringify({ id, type: 'subscribe', payload: { query: print(ChangesSubscription), variables: { bucket, since: head } } }));
+        }
+        void write(bucket, ['shared']);
+      }
+      if (message.type === 'next') received.set(message.id!, message.payload);
+      if (received.size === ids.length) all.resolve();
+    });
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${node.adminKey}` } })));
+    await all.promise;
+    socket.close();
+    const payloads = ids.map((id) => received.get(id) as { data: { changes: { key: string } } });
+    expect(payloads.map((p) => p.data.changes.key)).toEqual(['shared', 'shared', 'shared']);
   });
 });
 
