@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga } from 'graphql-yoga';
 import { pino, type Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
@@ -73,7 +74,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     logging: false,
     healthCheckEndpoint: '/yoga-health',
     maskedErrors: { maskError: (error) => maskError(error, logUnexpected) },
-    plugins: [useErrorCodes()],
+    // graphql-jit compiles each distinct operation once; paging 1,000 changes is mostly field
+    // completion, which it makes several times cheaper.
+    plugins: [useGraphQlJit(), useErrorCodes()],
     context: ({ request, connectionParams }: { request?: Request; connectionParams?: Record<string, unknown> }) => {
       const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
       if (!isAdmin(authorization)) {
