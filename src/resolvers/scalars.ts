@@ -7,7 +7,12 @@ import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import { cursorLengthMax } from '../model/cursor.js';
 import { ErrorCode } from '../model/errors.js';
 
-function literalToJson(node: ValueNode, variables: Record<string, unknown> | null | undefined): unknown {
+/**
+ * A JSON literal written in the query. Variables inside it are refused: pass the whole value as
+ * one variable instead. (graphql-jit, which executes our operations, cannot pass variables to a
+ * scalar's parseLiteral, so accepting them would work under one executor and not the other.)
+ */
+function literalToJson(node: ValueNode): unknown {
   switch (node.kind) {
     case Kind.STRING:
     case Kind.BOOLEAN:
@@ -18,14 +23,16 @@ function literalToJson(node: ValueNode, variables: Record<string, unknown> | nul
     case Kind.NULL:
       return null;
     case Kind.LIST:
-      return node.values.map((v) => literalToJson(v, variables));
+      return node.values.map((v) => literalToJson(v));
     case Kind.OBJECT: {
       const out: Record<string, unknown> = {};
-      for (const field of node.fields) out[field.name.value] = literalToJson(field.value, variables);
+      for (const field of node.fields) out[field.name.value] = literalToJson(field.value);
       return out;
     }
     case Kind.VARIABLE:
-      return variables?.[node.name.value];
+      throw new GraphQLError('a JSON literal cannot contain variables: pass the whole value as one variable', {
+        extensions: { code: ErrorCode.BAD_USER_INPUT },
+      });
     case Kind.ENUM:
       return node.value;
   }
@@ -35,7 +42,7 @@ export const JSONScalar = new GraphQLScalarType({
   name: 'JSON',
   serialize: (value) => value,
   parseValue: (value) => value,
-  parseLiteral: (node, variables) => literalToJson(node, variables),
+  parseLiteral: (node) => literalToJson(node),
 });
 
 function parseCursor(value: unknown): string {

@@ -24,6 +24,7 @@ import {
   type ExecutionResult,
   type GraphQLError,
 } from 'graphql';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 
 export interface SharedSubscribeOptions {
   /** Turns errors (bad cursor, bad bucket, a failing field...) into client errors. */
@@ -53,10 +54,14 @@ export function encodeSharedResult(result: unknown): string | undefined {
 }
 
 export async function subscribeShared(args: ExecutionArgs, options: SharedSubscribeOptions): Promise<SubscribeResult> {
-  // graphql-js's own execute of the subscription operation with the event as root value: what
-  // graphql-js's `subscribe` does for each event, with the errors masked as yoga masks them.
+  // The subscription operation executed with the event as root value, which is what graphql-js's
+  // `subscribe` does for each event; compiled by graphql-jit once per operation (a catch-up
+  // replays thousands of events through it), with errors masked as yoga masks them.
+  const compiled = compiledFor(args);
   const execute = async (eventArgs: ExecutionArgs): Promise<ExecutionResult> => {
-    const result = await graphqlExecute(eventArgs);
+    const result = compiled
+      ? await compiled.query(eventArgs.rootValue, eventArgs.contextValue, eventArgs.variableValues)
+      : await graphqlExecute(eventArgs);
     return result.errors ? { ...result, errors: result.errors.map((e) => options.maskError(e)) } : result;
   };
   const source = await createSourceEventStream(args);
@@ -87,6 +92,22 @@ async function* mapEvents(
 ): AsyncGenerator<ExecutionResult, void, undefined> {
   // Closing this generator (the client unsubscribed) closes the source through for-await.
   for await (const payload of source) yield await map(payload);
+}
+
+const compiledQueries = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
+
+function compiledFor(args: ExecutionArgs): CompiledQuery | undefined {
+  let byName = compiledQueries.get(args.document);
+  if (byName === undefined) compiledQueries.set(args.document, (byName = new Map()));
+  const name = args.operationName ?? '';
+  let compiled = byName.get(name);
+  if (compiled === undefined) {
+    const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+    // Not compilable (graphql-jit refuses some documents): fall back to graphql-js.
+    compiled = isCompiledQuery(result) ? result : null;
+    byName.set(name, compiled);
+  }
+  return compiled ?? undefined;
 }
 
 function firstValue(payload: unknown): object | undefined {

@@ -84,6 +84,7 @@ const badRequests: Array<[string, () => Promise<{ status: number; errors?: Array
   ['unknown field', () => rawPost(node, { query: '{ entity(bucket: "x", key: "y") { colour } }' }), 'GRAPHQL_VALIDATION_FAILED'],
   ['unknown op enum', () => rawPost(node, { query: 'mutation { submitChanges(bucket: "x", changes: [{ccid: "a", op: UPSERT}]) { ccid } }' }), 'GRAPHQL_VALIDATION_FAILED'],
   ['variable of the wrong type', () => rawPost(node, { query: 'query($v: Int) { entity(bucket: "malformed", key: "note", version: $v) { version } }', variables: { v: 'one' } }), 'BAD_USER_INPUT'],
+  ['JSON literal containing a variable', () => rawPost(node, { query: 'mutation($v: Int) { submitChanges(bucket: "malformed", changes: [{ccid: "e9", key: "k", op: MODIFY, data: {n: $v}}]) { ccid } }', variables: { v: 1 } }), 'BAD_USER_INPUT'],
   ['missing required variable', () => rawPost(node, { query: submitQuery, variables: { bucket } }), 'BAD_USER_INPUT'],
   ['body over the request limit', () => rawPost(node, { query: submitQuery, variables: { bucket, changes: [{ ccid: 'e1', key: 'k', op: 'MODIFY', data: { x: 'y'.repeat(300_000) } }] } }), 'PAYLOAD_TOO_LARGE'],
   ['more changes than allowed per request', () => gql(node, SubmitChanges, { bucket, changes: Array.from({ length: 51 }, (_, i) => ({ ccid: `f${i}`, key: `k${i}`, op: 'MODIFY' as const, data: {} })) }), 'LIMIT_EXCEEDED'],
