@@ -54,8 +54,12 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
           ...options,
           // graphql-ws sends a copy of each result; hand it the result itself when its JSON is
           // known, so that the replacer below recognises it.
-          onNext: async (ctx, id, payload, args, result) =>
-            (await options.onNext?.(ctx, id, payload, args, result)) ?? (encodePayload(result) !== undefined ? result : undefined),
+          onNext: (ctx, id, payload, args, result) =>
+            options.onNext !== undefined
+              ? options.onNext(ctx, id, payload, args, result)
+              : encodePayload(result) !== undefined
+                ? result
+                : undefined,
           jsonMessageReplacer: (key, value: unknown) => {
             if (key === 'payload') {
               const json = encodePayload(value);
