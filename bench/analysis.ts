@@ -1,55 +1,105 @@
 /**
- * "What limits each figure": a paragraph built from the measurements of this run (CPU use of the
- * server and of the bench client during each workload) and from how the node works.
+ * "What limits each figure": one paragraph built from this run's measurements (CPU of the server
+ * process and of its JavaScript thread alone, bench client CPU, the several-buckets diagnostic)
+ * and from how the node works (see src/engine/partition.ts, src/storage/group-commit.ts).
  */
 import type { BenchConfig } from './config.js';
 import type { Results } from './report.js';
-import { formatPercent } from './stats.js';
+import { formatPercent, formatRate } from './stats.js';
 
-const busy = (fraction: number) => Number.isFinite(fraction) && fraction >= 0.85;
+/** A JavaScript thread this busy is the bottleneck. */
+const saturated = (fraction: number) => Number.isFinite(fraction) && fraction >= 0.85;
 
 export function whatLimits(results: Results, config: BenchConfig): string {
-  const parts: string[] = [];
-  parts.push(
-    `Client and servers share ${config.clients > 0 ? 'the same' : ''} machine, so every figure is also bounded by the bench ` +
-      'process\'s own CPU use (reported per workload in Details; the server runs JavaScript on one thread plus LevelDB work on ' +
-      'the libuv pool).',
-  );
-  const w1 = results.node.w1http ?? results.node.w1ws;
-  if (w1 !== undefined) {
+  const parts: string[] = [
+    'Client and servers share the machine, so every figure is also bounded by the bench process\'s own CPU (given per ' +
+      'workload in Details, next to the server\'s: the whole process, and its JavaScript thread alone, the rest being the ' +
+      'libuv pool running LevelDB reads, writes and fsyncs, GC helpers and LevelDB compaction).',
+  ];
+
+  const bare = results.bare.w1ws ?? results.bare.w1http;
+  if (bare !== undefined) {
     parts.push(
-      `W1: the node used ${formatPercent(w1.serverCpu)} of a core (bench client ${formatPercent(w1.clientCpu)}); ` +
-        (busy(w1.serverCpu)
-          ? 'it is CPU-bound in its JavaScript path (GraphQL parse/validate/execute per request, change validation, jsondiff, JSON encoding of the staged records), not by fsync, since group commit folds the changes of all waiting clients into one synced batch. '
-          : 'with spare CPU, each change waits for the synced LevelDB batch (group commit) that carries it, so throughput is set by fsync latency times the batching factor. ') +
-        'Per bucket, changes are computed one at a time, so all 32 clients queue on one partition.',
+      `Bare server: its JavaScript thread ran at ${formatPercent(bare.serverMainCpu)} on graphql-ws mutations, so the ` +
+        'baseline is the CPU cost of yoga/envelop parse-validate-execute per operation (over HTTP, plus the WHATWG ' +
+        'Request/Response adaptation per request).',
     );
   }
+
+  const w1 = results.node.w1ws ?? results.node.w1http;
+  const spread = results.node.w1spread;
+  if (w1 !== undefined) {
+    const oneBucket = results.node.w1ws;
+    const gain = spread !== undefined && oneBucket !== undefined ? spread.perSecond / oneBucket.perSecond : NaN;
+    const spreadText = Number.isFinite(gain)
+      ? ` The same load spread over ${config.diagBuckets} buckets gave ${formatRate(spread?.perSecond ?? NaN)} changes/s (${gain.toFixed(2)}x).`
+      : '';
+    let verdict: string;
+    if (saturated(w1.serverMainCpu)) {
+      verdict =
+        ' The JavaScript thread is saturated: the figure is the per-change CPU cost on that thread (GraphQL, validation, ' +
+        'diff, encoding the records, LevelDB call overhead), against a baseline that does only the GraphQL part.';
+    } else if (gain > 1.3) {
+      verdict =
+        ' The JavaScript thread has idle time and more buckets help: the limit is the per-bucket ordering (the changes of ' +
+        'one bucket are computed one at a time, each waiting for what it reads), not CPU.';
+    } else {
+      verdict =
+        ` The JavaScript thread has idle time${Number.isFinite(gain) ? ' and more buckets do not help' : ''}: the rest is ` +
+        `LevelDB work off that thread (process minus JavaScript thread: ${formatPercent(w1.serverCpu - w1.serverMainCpu)} of a ` +
+        'core, for reads, batch writes and one fsync per group commit) and each change waiting for the synced batch that carries it.';
+    }
+    parts.push(`W1: the node's JavaScript thread ran at ${formatPercent(w1.serverMainCpu)} (process ${formatPercent(w1.serverCpu)}).` + spreadText + verdict);
+  }
+
   const w1b = results.node.w1b;
   if (w1b !== undefined) {
     parts.push(
-      `W1b: ${formatPercent(w1b.serverCpu)} server CPU; large requests amortise GraphQL overhead, leaving per-change work ` +
-        '(validation, diff, five LevelDB writes per change: entity, version, log record, ccid index, meta) against a raw baseline ' +
-        'that writes one unsynced put per value.',
+      `W1b: JavaScript thread ${formatPercent(w1b.serverMainCpu)}, process ${formatPercent(w1b.serverCpu)}; per change the node ` +
+        'validates, diffs and writes several synced records (entity, version, change log, ccid index, bucket meta), against ' +
+        'a raw baseline that does one unsynced put per value in batches, so the ratio measures the engine\'s per-change ' +
+        'work rather than LevelDB.',
     );
   }
+
   const fan = results.node.fanout;
+  const bareFan = results.bare.fanout;
   if (fan !== undefined) {
+    const needed = config.subscribers * config.rate;
+    const keptUp = fan.censored === 0 && fan.latency.p99 < 1000;
     parts.push(
-      `W2: every change is executed as a GraphQL result once per subscriber and sent as its own WebSocket frame ` +
-        `(${config.subscribers} x ${config.rate}/s = ${(config.subscribers * config.rate).toLocaleString('en-US')} deliveries/s); ` +
-        `the node used ${formatPercent(fan.serverCpu)} of a core and the bench client ${formatPercent(fan.clientCpu)} during it, ` +
-        'so latency is queueing behind that per-subscriber work (plus, for the node, the fsync before a change is published). ' +
-        'Idle memory is the RSS growth for sockets, graphql-ws state and subscriptions; it is a difference of two RSS readings ' +
-        'taken after a pause, without a forced GC, so it carries some noise.',
+      `W2: ${config.subscribers} subscribers at ${config.rate} changes/s need ${needed.toLocaleString('en-US')} deliveries/s; the node ` +
+        `managed ${formatRate(fan.deliveriesPerSecond)}/s with its JavaScript thread at ${formatPercent(fan.serverMainCpu)}` +
+        (bareFan === undefined ? '' : `, the naive fanout ${formatRate(bareFan.deliveriesPerSecond)}/s at ${formatPercent(bareFan.serverMainCpu)}`) +
+        '. The naive fanout executes the subscription selection, serialises and frames every delivery separately; whatever ' +
+        'a server shares between subscribers, each delivery still costs a WebSocket frame and a socket write per subscriber. ' +
+        (keptUp
+          ? 'The node kept up, so its latency is the fsync before a change is published plus one pass over the subscribers.'
+          : `Where that cost times the delivery rate exceeds what one thread can do, a backlog builds for as long as the writer ` +
+            `runs, and latency grows with it; writes queue behind the fanout on the same thread (node writer ack p50 ` +
+            `${(fan.writerAck.p50 / 1000).toFixed(1)} s).`) +
+        (fan.clientCpu >= 0.7
+          ? ` The bench client was busy too (${formatPercent(fan.clientCpu)} of a core, ${formatPercent(fan.clientKernelCpu)} of it in the kernel reading ${fan.sockets} sockets), so the figure is partly bounded by the load generator; fewer sockets (BENCH_SOCKETS) make it cheaper.`
+          : ` The bench client was not the limit (${formatPercent(fan.clientCpu)} of a core).`) +
+        ' Idle memory is the growth of the server\'s RSS with the sockets and subscriptions open (split in Details), ' +
+        'a difference of RSS readings after a pause without a forced GC, so a few kB of noise per subscriber are possible.',
     );
   }
+
   const c = results.node.catchup;
   if (c !== undefined) {
     parts.push(
-      `W3: paging used ${formatPercent(c.paging.serverCpu)} server CPU and the subscription ${formatPercent(c.subscription.serverCpu)}; ` +
-        'a read is a LevelDB range scan plus JSON decode per record, a cursor encoding per change, and GraphQL serialisation of ' +
-        'every field; the subscription additionally pays one GraphQL execution and one WebSocket frame per change.',
+      `W3: paging ran the node's JavaScript thread at ${formatPercent(c.paging.serverMainCpu)} and the subscription at ` +
+        `${formatPercent(c.subscription.serverMainCpu)}: a read is a LevelDB range scan, a JSON decode and a cursor encoding ` +
+        'per change, then GraphQL completion and serialisation of every field; the subscription also sends one graphql-ws ' +
+        '`next` message (executed, serialised and framed) per change instead of one response per 1,000. Filling the bucket is W1b again ' +
+        `(${formatRate(c.fillPerSecond)} changes/s here).`,
+    );
+  }
+  if ((results.foreignLoad ?? 0) > 0.1) {
+    parts.push(
+      `Other processes used ${formatPercent(results.foreignLoad ?? NaN)} of a core on average during this run, so every ` +
+        'figure above is depressed by that competition for the two cores.',
     );
   }
   return parts.join(' ');

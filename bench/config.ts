@@ -54,8 +54,12 @@ export interface BenchConfig {
   levelSeconds: number;
   /** Size of each JSON value written (raw LevelDB) and of each change's data (roughly). */
   valueBytes: number;
+  /** Diagnostic: W1 over graphql-ws again, spread over this many buckets (0: skip). */
+  diagBuckets: number;
   /** Transport of W1b, of the W2 writer and of the W3 fill: http (default) or ws. */
   writeTransport: 'http' | 'ws';
+  /** A part (one workload against one server) still running after this is recorded as failed. */
+  partTimeoutSeconds: number;
   /** Which parts to run: level, w1, w1b, w2, w3 (default all). */
   only: ReadonlySet<string>;
   /** Where the report goes. */
@@ -95,7 +99,9 @@ export function loadConfig(): BenchConfig {
     catchupTimeoutSeconds: num('BENCH_CATCHUP_TIMEOUT_SECONDS', 60),
     levelSeconds: num('BENCH_LEVEL_SECONDS', 2),
     valueBytes: int('BENCH_VALUE_BYTES', 200),
+    diagBuckets: Math.round(num('BENCH_DIAG_BUCKETS', 8)),
     writeTransport: transport('BENCH_WRITE_TRANSPORT', 'http'),
+    partTimeoutSeconds: num('BENCH_PART_TIMEOUT_SECONDS', 180),
     only,
     resultsPath: process.env['BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)),
   };

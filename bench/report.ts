@@ -14,13 +14,24 @@ import type { FanoutResult } from './workloads/fanout.js';
 export interface Results {
   level?: RawLevelResult;
   bare: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; fanout?: FanoutResult };
-  node: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; w1b?: ClosedLoopResult; fanout?: FanoutResult; catchup?: CatchupResult };
+  node: {
+    w1http?: ClosedLoopResult;
+    w1ws?: ClosedLoopResult;
+    /** Diagnostic: W1 over graphql-ws spread over several buckets. */
+    w1spread?: ClosedLoopResult;
+    w1b?: ClosedLoopResult;
+    fanout?: FanoutResult;
+    catchup?: CatchupResult;
+  };
   /** Failures by part name (e.g. 'node w1 http'). */
   errors: Map<string, string>;
   /** Parts skipped by BENCH_ONLY. */
   skipped: Set<string>;
   startedAt: Date;
   seconds: number;
+  /** CPU used by other processes on the machine (fraction of a core) in the second before, and during, the run. */
+  foreignLoadBefore?: number;
+  foreignLoad?: number;
 }
 
 type Verdict = 'PASS' | 'FAIL' | 'ERROR' | 'skipped' | 'info';
@@ -160,6 +171,22 @@ export function buildRows(results: Results, config: BenchConfig): Row[] {
     }
   }
 
+  // Diagnostic: W1 over graphql-ws spread over several buckets, against the one-bucket figure.
+  if (results.node.w1spread !== undefined) {
+    const spread = results.node.w1spread;
+    const one = results.node.w1ws;
+    rows.push({
+      workload: `diag: W1 graphql-ws, ${config.clients} clients over ${config.diagBuckets} buckets`,
+      figure: `${formatRate(spread.perSecond)} changes/s`,
+      baseline: one === undefined ? dash : `${formatRate(one.perSecond)} changes/s (W1 graphql-ws, 1 bucket)`,
+      ratio: ratioText(one === undefined ? NaN : spread.perSecond / one.perSecond),
+      goal: dash,
+      verdict: 'info',
+    });
+  } else if (results.errors.has('node w1 ws spread')) {
+    rows.push({ workload: 'diag: W1 graphql-ws over several buckets', figure: 'ERROR (see below)', baseline: dash, ratio: dash, goal: dash, verdict: 'ERROR' });
+  }
+
   // Reference figure: synced single puts (what one fsync per change would allow).
   if (results.level !== undefined) {
     rows.push({
@@ -184,12 +211,13 @@ export function formatTable(rows: Row[]): string {
 
 function details(results: Results): string[] {
   const out: string[] = [];
-  const cpu = (server: number, client: number) => `server CPU ${formatPercent(server)} of a core, bench client ${formatPercent(client)}`;
+  const cpu = (server: number, main: number, client: number) =>
+    `server CPU ${formatPercent(server)} of a core (its JS thread ${formatPercent(main)}), bench client ${formatPercent(client)}`;
   const loop = (name: string, r: ClosedLoopResult | undefined) => {
     if (r === undefined) return;
     out.push(
       `- ${name}: ${formatRate(r.perSecond)}/s over ${r.clients} clients, ${formatRate(r.requestsPerSecond)} requests/s; ` +
-        `round trip ${latencyText(r.latency)}; ${cpu(r.serverCpu, r.clientCpu)}.`,
+        `round trip ${latencyText(r.latency)}; ${cpu(r.serverCpu, r.serverMainCpu, r.clientCpu)}.`,
     );
   };
   if (results.level !== undefined) {
@@ -203,6 +231,7 @@ function details(results: Results): string[] {
   loop('bare server, graphql-ws mutations', results.bare.w1ws);
   loop('node W1 HTTP', results.node.w1http);
   loop('node W1 graphql-ws', results.node.w1ws);
+  loop('node W1 graphql-ws over several buckets (diagnostic)', results.node.w1spread);
   loop('node W1b', results.node.w1b);
   const fanout = (name: string, f: FanoutResult | undefined) => {
     if (f === undefined) return;
@@ -213,7 +242,8 @@ function details(results: Results): string[] {
         `${f.socketKB.toFixed(1)} kB per socket + ${f.subscriptionKB.toFixed(1)} kB per subscription); ` +
         `${f.sent} changes sent, ${f.delivered.toLocaleString('en-US')} of ${f.expected.toLocaleString('en-US')} deliveries in time; ` +
         `delivery ${latencyText(f.latency)}, mean ${formatMs(f.latency.mean)}${f.censored > 0 ? ' (missing deliveries counted at their age at the deadline)' : ''}; ` +
-        `writer ack ${latencyText(f.writerAck)}; ${cpu(f.serverCpu, f.clientCpu)}` +
+        `${formatRate(f.deliveriesPerSecond)} deliveries/s; writer ack ${latencyText(f.writerAck)} (acks still missing at the deadline not counted); ` +
+        `${cpu(f.serverCpu, f.serverMainCpu, f.clientCpu)} (${formatPercent(f.clientKernelCpu)} in the kernel)` +
         (f.subscriptionErrors > 0 ? `; ${f.subscriptionErrors} subscription errors, first: ${f.firstError}` : '') +
         '.',
     );
@@ -224,9 +254,9 @@ function details(results: Results): string[] {
   if (c !== undefined) {
     out.push(`- W3 fill: ${c.written.toLocaleString('en-US')} changes in ${c.fillSeconds.toFixed(1)} s (${formatRate(c.fillPerSecond)} changes/s).`);
     out.push(
-      `- W3a paging: ${c.paging.requests} pages in ${c.paging.seconds.toFixed(2)} s; ${cpu(c.paging.serverCpu, c.paging.clientCpu)}.`,
+      `- W3a paging: ${c.paging.requests} pages in ${c.paging.seconds.toFixed(2)} s; ${cpu(c.paging.serverCpu, c.paging.serverMainCpu, c.paging.clientCpu)}.`,
     );
-    out.push(`- W3b subscription: ${c.subscription.seconds.toFixed(2)} s; ${cpu(c.subscription.serverCpu, c.subscription.clientCpu)}.`);
+    out.push(`- W3b subscription: ${c.subscription.seconds.toFixed(2)} s; ${cpu(c.subscription.serverCpu, c.subscription.serverMainCpu, c.subscription.clientCpu)}.`);
   }
   return out;
 }
@@ -267,10 +297,17 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     '## Machine',
     '',
     ...machine(),
+    `- Other load on the machine: ${formatPercent(results.foreignLoadBefore ?? NaN)} of a core just before the run, ` +
+      `${formatPercent(results.foreignLoad ?? NaN)} on average during it (/proc/stat busy time minus the bench's processes)` +
+      ((results.foreignLoad ?? 0) > 0.1 ? ': **other work competed with the bench; its figures are pessimistic**' : ''),
     '',
     '## Settings',
     '',
     settings.map((s) => `\`${s}\``).join(', ') + (config.only.size < 5 ? `; BENCH_ONLY=${[...config.only].join(',')}` : ''),
+    '',
+    '## Method',
+    '',
+    ...method(config),
     '',
     '## Results',
     '',
@@ -287,6 +324,30 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     '',
   ].join('\n');
   writeFileSync(path, text);
+}
+
+function method(config: BenchConfig): string[] {
+  const sockets = Math.min(config.sockets, config.subscribers);
+  return [
+    '- Servers run as child processes on 127.0.0.1: the node (`bin/syncgraph.js start`, fresh data directory) and the bare ' +
+      'graphql-yoga + graphql-ws server (bench/baselines/bare-server.ts: constant `submitChanges`, a `publish` mutation feeding ' +
+      "yoga's in-memory pubsub, whose iterator is the `changes` subscription). The load comes from this process: node:http " +
+      'with one keep-alive connection per client, and a minimal graphql-ws protocol client over `ws`.',
+    `- Every change creates a new entity (unique key, baseVersion 0) with JSON data of about ${config.valueBytes} bytes; ` +
+      'every answer is checked (no error, no duplicate, a version assigned), and any failure fails the workload.',
+    `- W1/W1b: closed loop (each client awaits its answer before sending again), ${config.warmupSeconds} s warm-up then ` +
+      `${config.seconds} s measured; requests completing in the measured span are counted. W1 and the bare baseline use one bucket.`,
+    `- W2: ${config.subscribers} subscriptions dealt round-robin over ${sockets} sockets (${config.subscribers === sockets ? 'one socket per subscriber, like real clients' : 'several subscriptions per socket'}), ` +
+      `from the bucket's head cursor; probe changes until every subscriber has one, then an open-loop writer sends ` +
+      `${config.rate} changes/s (one per request, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}) for ${config.fanoutSeconds} s, each with its send time; ` +
+      `latency = receipt - send time, for every subscriber and change; deliveries still missing ${config.drainSeconds} s after the last send ` +
+      'count with their age at that moment (so percentiles are then lower bounds, marked >=).',
+    '- Idle memory: VmRSS of the server from /proc before opening the sockets, after opening them, and with the ' +
+      'subscriptions live, each read after a 1-2 s quiet pause (a GC cannot be forced from outside the process).',
+    `- W3: the bucket is filled with ${config.batchSize}-change requests from ${config.fillClients} clients, then read from the start ` +
+      'by paging (limit 1000, one page after the other) and by one subscription from `since: null`, both selecting ' +
+      '`key version cursor data`.',
+  ];
 }
 
 /** Printed after the table on the console. */

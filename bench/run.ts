@@ -28,7 +28,9 @@
  *   BENCH_CATCHUP_TIMEOUT_SECONDS (60) longest W3 read
  *   BENCH_LEVEL_SECONDS (2)      duration of each raw LevelDB baseline
  *   BENCH_VALUE_BYTES (200)      approximate JSON size of each value / change data
+ *   BENCH_DIAG_BUCKETS (8)       diagnostic W1 (graphql-ws) spread over this many buckets; 0 skips it
  *   BENCH_WRITE_TRANSPORT (http) transport of W1b, the W2 writer and the W3 fill: http or ws
+ *   BENCH_PART_TIMEOUT_SECONDS (180) a part still running after this is recorded as failed
  *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3
  *   BENCH_RESULTS (bench/RESULTS.md) where to write the report
  */
@@ -37,6 +39,7 @@ import { whatLimits } from './analysis.js';
 import { loadConfig } from './config.js';
 import { buildRows, consoleDetails, formatTable, machine, writeResults, type Results } from './report.js';
 import { checkSubmitted, dataOf, PUBLISH, SUBMIT, ChangeMaker, type GqlResult } from './support/gql.js';
+import { ForeignLoadMeter, formatPercent, sleep } from './stats.js';
 import { cleanupSync, installCleanup, startBareServer, startSyncgraph, type Service } from './support/services.js';
 import { runCatchup } from './workloads/catchup.js';
 import { runFanout } from './workloads/fanout.js';
@@ -61,13 +64,24 @@ async function main(): Promise<void> {
     if (!wants(part)) for (const name of names) results.skipped.add(name);
   }
   log(machine().join('; ').replace(/- /g, ''));
+  const before = new ForeignLoadMeter();
+  await sleep(1_000);
+  results.foreignLoadBefore = before.read();
+  if (results.foreignLoadBefore > 0.1) {
+    log(`WARNING: other processes use ${formatPercent(results.foreignLoadBefore)} of a core on this machine: figures will be lower and noisier`);
+  }
+  const foreign = new ForeignLoadMeter();
 
   /** Runs one part; a failure is recorded (with the server's last output) and the bench goes on. */
   const attempt = async <T>(part: string, server: Service | undefined, fn: () => Promise<T>): Promise<T | undefined> => {
     log(`${part}...`);
     const t0 = performance.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const value = await fn();
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${part} did not finish in ${config.partTimeoutSeconds} s`)), config.partTimeoutSeconds * 1000);
+      });
+      const value = await Promise.race([fn(), timeout]);
       log(`${part} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       return value;
     } catch (error) {
@@ -77,6 +91,8 @@ async function main(): Promise<void> {
       results.errors.set(part, full);
       log(`${part} FAILED: ${full}`);
       return undefined;
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -88,8 +104,9 @@ async function main(): Promise<void> {
 
   const needsBare = wants('w1') || wants('w2');
   const bare = needsBare ? await attempt('start bare server', undefined, startBareServer) : undefined;
-  const node = await attempt('start node', undefined, startSyncgraph);
-  if (node === undefined) {
+  const needsNode = ['w1', 'w1b', 'w2', 'w3'].some(wants);
+  const node = needsNode ? await attempt('start node', undefined, startSyncgraph) : undefined;
+  if (needsNode && node === undefined) {
     for (const part of ['node w1 http', 'node w1 ws', 'node w1b', 'node w2', 'node w3']) {
       if (!results.skipped.has(part)) results.errors.set(part, 'the node did not start (see "start node")');
     }
@@ -141,6 +158,23 @@ async function main(): Promise<void> {
     }
   }
 
+  if (wants('w1') && node !== undefined && config.diagBuckets > 1) {
+    // Diagnostic: is W1 bounded by the per-bucket serial computation? Same load over N buckets.
+    results.node.w1spread = await attempt('node w1 ws spread', node, () =>
+      runSubmit(node, {
+        transport: 'ws',
+        clients: config.clients,
+        perRequest: 1,
+        warmupSeconds: config.warmupSeconds,
+        seconds: config.seconds,
+        maker,
+        bucket: 'w1-spread',
+        buckets: config.diagBuckets,
+      }),
+    );
+    if (results.node.w1spread) log(`  node ws over ${config.diagBuckets} buckets: ${Math.round(results.node.w1spread.perSecond)} changes/s`);
+  }
+
   if (wants('w1b') && node !== undefined) {
     results.node.w1b = await attempt('node w1b', node, () =>
       runSubmit(node, {
@@ -175,6 +209,8 @@ async function main(): Promise<void> {
   log('stopping servers');
   await Promise.all([bare?.stop(), node?.stop()]);
   cleanupSync();
+  results.foreignLoad = foreign.read();
+  if (results.foreignLoad > 0.1) log(`WARNING: other processes used ${formatPercent(results.foreignLoad)} of a core during the run`);
 
   results.seconds = (performance.now() - started) / 1000;
   const rows = buildRows(results, config);

@@ -48,10 +48,14 @@ export class Samples {
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
-/** CPU seconds (user + system, all threads) a process has used so far; NaN when unreadable. */
-export function processCpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used so far, all threads; with `mainThread`, only its
+ * main thread (for Node: the JavaScript thread, without the libuv pool, GC helpers and LevelDB's
+ * compaction thread). NaN when unreadable.
+ */
+export function processCpuSeconds(pid: number, mainThread = false): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
     // Fields after "(comm)": state is field 3, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
@@ -75,21 +79,28 @@ export class CpuMeter {
   private readonly started: number;
   private readonly startSelf: NodeJS.CpuUsage;
   private readonly startOthers: number[];
+  private readonly startMains: number[];
 
   constructor(private readonly pids: readonly number[]) {
     this.started = performance.now();
     this.startSelf = process.cpuUsage();
-    this.startOthers = pids.map(processCpuSeconds);
+    this.startOthers = pids.map((pid) => processCpuSeconds(pid));
+    this.startMains = pids.map((pid) => processCpuSeconds(pid, true));
   }
 
-  /** Fractions of one core used since construction: `self` is the bench process. */
-  read(): { self: number; others: number[]; seconds: number } {
+  /**
+   * Fractions of one core used since construction: `self` is the bench process, `others` the
+   * processes (all threads), `mains` their main threads.
+   */
+  read(): { self: number; selfKernel: number; others: number[]; mains: number[]; seconds: number } {
     const seconds = (performance.now() - this.started) / 1000;
     const self = process.cpuUsage(this.startSelf);
     return {
       seconds,
       self: (self.user + self.system) / 1e6 / seconds,
+      selfKernel: self.system / 1e6 / seconds,
       others: this.pids.map((pid, i) => (processCpuSeconds(pid) - (this.startOthers[i] ?? NaN)) / seconds),
+      mains: this.pids.map((pid, i) => (processCpuSeconds(pid, true) - (this.startMains[i] ?? NaN)) / seconds),
     };
   }
 }
@@ -104,9 +115,49 @@ export function formatRate(perSecond: number): string {
 
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return 'n/a';
+  if (ms >= 1000) return `${(ms / 1000).toFixed(1)} s`;
   return ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(1)} ms`;
 }
 
 export function formatPercent(fraction: number): string {
   return Number.isFinite(fraction) ? `${Math.round(fraction * 100)}%` : 'n/a';
+}
+
+/** CPU seconds the whole machine has been busy (all cores, from /proc/stat); NaN when unreadable. */
+export function machineBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    // cpu user nice system idle iowait irq softirq steal ...
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return ((user ?? NaN) + (nice ?? NaN) + (system ?? NaN) + (irq ?? NaN) + (softirq ?? NaN) + (steal ?? 0)) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds of this process plus its terminated (reaped) children. */
+export function selfAndChildrenCpuSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * CPU used on the machine by processes other than the bench and its children, as a fraction of
+ * one core, between construction and `read()` (call `read` after the children have exited).
+ * Anything well above zero means other work competed with the bench.
+ */
+export class ForeignLoadMeter {
+  private readonly started = performance.now();
+  private readonly busy = machineBusySeconds();
+  private readonly ours = selfAndChildrenCpuSeconds();
+
+  read(): number {
+    const seconds = (performance.now() - this.started) / 1000;
+    return Math.max(0, machineBusySeconds() - this.busy - (selfAndChildrenCpuSeconds() - this.ours)) / seconds;
+  }
 }

@@ -61,13 +61,15 @@ export async function headCursor(transport: GqlTransport, bucket: string): Promi
 }
 
 /**
- * Makes unique changes: every change creates a new entity (distinct key, baseVersion 0), with a
- * hex ccid made of a per-run random prefix and a counter. Data is `{ n, t, text }` of about
+ * Makes unique changes: every change creates a new entity (a key unique to this run, baseVersion 0),
+ * with a hex ccid made of a per-run random prefix and a counter. Data is `{ n, t, text }` of about
  * `valueBytes` bytes of JSON; `t` carries a send time for latency measurement.
  */
 export class ChangeMaker {
   private counter = 0;
   private readonly prefix = randomBytes(8).toString('hex');
+  /** Keys are unique across runs too (a re-created key would merge into a no-op). */
+  private readonly keyPrefix = `k${this.prefix.slice(0, 8)}-`;
   private readonly text: string;
 
   constructor(valueBytes: number) {
@@ -78,7 +80,7 @@ export class ChangeMaker {
   change(t = 0): string {
     const n = ++this.counter;
     const ccid = this.prefix + n.toString(16).padStart(12, '0');
-    return `{"ccid":"${ccid}","key":"k${n.toString(36)}","op":"MODIFY","baseVersion":0,"data":{"n":${n},"t":${t},"text":"${this.text}"}}`;
+    return `{"ccid":"${ccid}","key":"${this.keyPrefix}${n.toString(36)}","op":"MODIFY","baseVersion":0,"data":{"n":${n},"t":${t},"text":"${this.text}"}}`;
   }
 
   /** Variables `{ b, c }` for submitChanges (or publish) with `count` fresh changes. */

@@ -24,8 +24,19 @@ export class HttpGql implements GqlTransport {
   }
 
   /** `queryJson` is the query already JSON-encoded (a string literal); `variablesJson` an object. */
-  execute(queryJson: string, variablesJson: string): Promise<GqlResult> {
+  async execute(queryJson: string, variablesJson: string): Promise<GqlResult> {
     const body = `{"query":${queryJson},"variables":${variablesJson}}`;
+    try {
+      return await this.post(body);
+    } catch (error) {
+      // A kept-alive socket the server closed just as we reused it: the request never reached
+      // the server (Node's documented retry case), so sending it again is safe.
+      if ((error as { retryable?: boolean }).retryable === true) return this.post(body);
+      throw error;
+    }
+  }
+
+  private post(body: string): Promise<GqlResult> {
     return new Promise<GqlResult>((resolve, reject) => {
       const req = request(
         {
@@ -62,7 +73,10 @@ export class HttpGql implements GqlTransport {
           });
         },
       );
-      req.on('error', reject);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (req.reusedSocket && error.code === 'ECONNRESET') Object.assign(error, { retryable: true });
+        reject(error);
+      });
       req.end(body);
     });
   }

@@ -29,6 +29,7 @@ export interface ReadResult {
   perSecond: number;
   requests: number;
   serverCpu: number;
+  serverMainCpu: number;
   clientCpu: number;
 }
 
@@ -108,7 +109,7 @@ async function readByPaging(target: Service, options: CatchupOptions): Promise<R
     const seconds = (performance.now() - started) / 1000;
     const cpu = meter.read();
     if (received !== options.changes) throw new Error(`paging: read ${received} changes, expected ${options.changes}`);
-    return { received, seconds, perSecond: received / seconds, requests, serverCpu: cpu.others[0] ?? NaN, clientCpu: cpu.self };
+    return { received, seconds, perSecond: received / seconds, requests, serverCpu: cpu.others[0] ?? NaN, serverMainCpu: cpu.mains[0] ?? NaN, clientCpu: cpu.self };
   } finally {
     http.close();
   }
@@ -150,7 +151,7 @@ async function readBySubscription(target: Service, options: CatchupOptions): Pro
     });
     const seconds = (performance.now() - started) / 1000;
     const cpu = meter.read();
-    return { received, seconds, perSecond: received / seconds, requests: 1, serverCpu: cpu.others[0] ?? NaN, clientCpu: cpu.self };
+    return { received, seconds, perSecond: received / seconds, requests: 1, serverCpu: cpu.others[0] ?? NaN, serverMainCpu: cpu.mains[0] ?? NaN, clientCpu: cpu.self };
   } finally {
     stop?.();
     await socket.close();

@@ -32,6 +32,8 @@ export interface ClosedLoopResult {
   latency: LatencySummary;
   /** Fractions of one core during the measured span. */
   serverCpu: number;
+  /** The server's main (JavaScript) thread alone. */
+  serverMainCpu: number;
   clientCpu: number;
 }
 
@@ -78,6 +80,7 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
     requestsPerSecond: requests / options.seconds,
     latency: latencies.summary(),
     serverCpu: cpu?.others[0] ?? NaN,
+    serverMainCpu: cpu?.mains[0] ?? NaN,
     clientCpu: cpu?.self ?? NaN,
   };
 }

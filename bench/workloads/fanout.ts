@@ -59,7 +59,12 @@ export interface FanoutResult {
   writerAck: LatencySummary;
   /** Fractions of one core from the first write to the last delivery. */
   serverCpu: number;
+  serverMainCpu: number;
   clientCpu: number;
+  /** The part of `clientCpu` spent in the kernel (socket reads and writes). */
+  clientKernelCpu: number;
+  /** Deliveries per second from the first write to the end of the drain. */
+  deliveriesPerSecond: number;
 }
 
 interface Subscriber {
@@ -175,6 +180,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const cpu = meter.read();
     // Deliveries still missing at the deadline count with their age then: a lower bound.
     const deadline = performance.now();
+    const delivered = subscribers.reduce((sum, s) => sum + s.count, 0);
     let censored = 0;
     for (const subscriber of subscribers) {
       for (let j = subscriber.count; j < total; j++) {
@@ -203,13 +209,16 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       censored,
       sent: total,
       expected: total * options.subscribers,
-      delivered: subscribers.reduce((sum, s) => sum + s.count, 0),
+      delivered,
       subscriptionErrors,
       firstError,
       latency: samples.summary(),
       writerAck: acks.summary(),
       serverCpu: cpu.others[0] ?? NaN,
+      serverMainCpu: cpu.mains[0] ?? NaN,
+      deliveriesPerSecond: delivered / cpu.seconds,
       clientCpu: cpu.self,
+      clientKernelCpu: cpu.selfKernel,
     };
   } finally {
     for (const stop of stops) stop();

@@ -14,6 +14,8 @@ export interface SubmitOptions {
   clients: number;
   perRequest: number;
   bucket: string;
+  /** Spread the requests round-robin over this many buckets (`{bucket}-{i}`); default 1: `bucket`. */
+  buckets?: number;
   warmupSeconds: number;
   seconds: number;
   maker: ChangeMaker;
@@ -31,13 +33,16 @@ export async function runSubmit(target: Service, options: SubmitOptions): Promis
     transports = sockets;
     close = () => closeSockets(sockets);
   }
+  const buckets = options.buckets ?? 1;
+  let n = 0;
+  const nextBucket = buckets === 1 ? () => options.bucket : () => `${options.bucket}-${n++ % buckets}`;
   try {
     return await runClosedLoop({
       transports,
       warmupSeconds: options.warmupSeconds,
       seconds: options.seconds,
       query: SUBMIT,
-      variables: () => options.maker.variables(options.bucket, options.perRequest),
+      variables: () => options.maker.variables(nextBucket(), options.perRequest),
       perRequest: options.perRequest,
       check: (result) => checkSubmitted(result, options.perRequest),
       serverPid: target.pid,
