@@ -6,6 +6,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { deferred } from './deferred.js';
 import type { NodeProcess } from './node-process.js';
 
 export interface GraphQLErrorShape {
@@ -64,16 +65,7 @@ export function wsClient(node: Pick<NodeProcess, 'wsUrl' | 'adminKey'>, token: s
   });
 }
 
-/** A deferred value: resolve it from a callback, await it in the test. */
-export function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { deferred } from './deferred.js';
 
 export interface Collector<T> {
   items: T[];

@@ -6,17 +6,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cursorLengthMax, decodeCursor, encodeCursor, type StreamPosition } from '../../src/model/cursor.js';
-import { ErrorCode, SyncError } from '../../src/model/errors.js';
+import { ErrorCode } from '../../src/model/errors.js';
+import { codeOf } from '../support/codes.js';
 
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof SyncError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 /** A cursor with a hand-written body, as a client forging one would build it. */
 const forged = (prefix: string, body: string) => prefix + Buffer.from(body, 'utf8').toString('base64url');

@@ -6,18 +6,10 @@
 import fc from 'fast-check';
 import { UUID } from 'uuidv7';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, SyncError } from '../../src/model/errors.js';
+import { ErrorCode } from '../../src/model/errors.js';
 import { defaultEventLimits, uuidV7Millis, validateEvent, type EventInput } from '../../src/model/event.js';
+import { codeOf } from '../support/codes.js';
 
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof SyncError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 const NOW = 1_750_000_000_000; // a fixed "now" (June 2025)
 const DAY = 86_400_000;

@@ -14,6 +14,7 @@ import {
   type ListDiff,
   type ObjectDiff,
 } from '../../src/model/jsondiff.js';
+import { codeOf } from '../support/codes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Generators: small key and character sets, so that two edits of one base collide often.
@@ -193,14 +194,6 @@ function own(obj: JsonObject, key: string): JsonValue | undefined {
   return Object.hasOwn(obj, key) ? obj[key] : undefined;
 }
 
-function codeOf(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return (error as { code?: unknown }).code;
-  }
-  return 'no error';
-}
 
 /** Both orders of application, B winning: the two sides of the convergence law. */
 function bothOrders(base: JsonObject, a: ObjectDiff, b: ObjectDiff): [JsonObject, JsonObject] {

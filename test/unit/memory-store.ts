@@ -7,22 +7,9 @@
  */
 import type { KeyValueStore, RangeOptions, WriteOp } from '../../src/storage/store.js';
 
-export interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (error: unknown) => void;
-}
+import { deferred, type Deferred } from '../support/deferred.js';
 
-/** A deferred value: resolve it from a test step, await it elsewhere. */
-export function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { deferred, type Deferred };
 
 /**
  * One turn of the event loop: every pending microtask (promise continuation) has run when it

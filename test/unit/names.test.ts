@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, SyncError } from '../../src/model/errors.js';
+import { ErrorCode } from '../../src/model/errors.js';
 import {
   normaliseAppId,
   normaliseCcid,
@@ -13,17 +13,8 @@ import {
   validateClientId,
   validateEntityKey,
 } from '../../src/model/names.js';
+import { codeOf } from '../support/codes.js';
 
-/** The code a validator throws, or undefined when it accepts. Anything but a SyncError is a bug. */
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof SyncError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const DIGITS = '0123456789';

@@ -2,19 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/model/errors.js';
 import { applyTextDelta, isTextDelta, mergeText, patchText, textDelta } from '../../src/model/text.js';
+import { codeOf } from '../support/codes.js';
 
 /** Few distinct characters, so that texts overlap; emoji that share a high surrogate on purpose. */
 const smallText = fc.string({ unit: fc.constantFrom('a', 'b', 'c', ' ', '\t', '%', 'é', '😀', '😃'), maxLength: 40 });
 const anyText = fc.string({ unit: 'grapheme', maxLength: 40 });
 
-function codeOf(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return (error as { code?: unknown }).code;
-  }
-  return 'no error';
-}
 
 describe('textDelta / applyTextDelta', () => {
   it('round-trips (property)', () => {
