@@ -360,7 +360,8 @@ export class Partition {
     const record: ChangeRecord = { id: this.ctx.newId(), ...fields, origin: this.ctx.nodeId, seq, at: this.ctx.now() };
     const ops: StagedOp[] = [
       { type: 'put', key: this.layout.entity(meta.gen, key), value: state },
-      { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state },
+      // Versions are read only to rebase a stale change: not worth a place in the cache.
+      { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state, cache: false },
       ...versionsToPrune(previousVersion, state.version, config).map(
         (v): StagedOp => ({ type: 'del', key: this.layout.version(meta.gen, key, v) }),
       ),
