@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga } from 'graphql-yoga';
@@ -76,7 +76,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     maskedErrors: { maskError: (error) => maskError(error, logUnexpected) },
     // graphql-jit compiles each distinct operation once; paging 1,000 changes is mostly field
     // completion, which it makes several times cheaper.
-    plugins: [useGraphQlJit(), useErrorCodes()],
+    // Subscriptions over SSE keep yoga's executor: graphql-jit's subscribe path never emitted
+    // (graphql-ws subscriptions are compiled separately, in shared-subscriptions.ts).
+    plugins: [useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' }), useErrorCodes()],
     context: ({ request, connectionParams }: { request?: Request; connectionParams?: Record<string, unknown> }) => {
       const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
       if (!isAdmin(authorization)) {

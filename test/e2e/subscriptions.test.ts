@@ -244,3 +244,41 @@ describe('limits', () => {
   });
 });
 
+
+describe('over server-sent events', () => {
+  it('replays then streams live over SSE (POST /graphql, Accept: text/event-stream)', async () => {
+    const bucket = freshBucket();
+    await write(bucket, ['before']);
+    const abort = new AbortController();
+    const response = await fetch(node.graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${node.adminKey}` },
+      body: JSON.stringify({ query: print(ChangesSubscription), variables: { bucket, since: null } }),
+      signal: abort.signal,
+    });
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    const keys: string[] = [];
+    let buffer = '';
+    let wroteLive = false;
+    while (keys.length < 2) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = /^data: (.+)$/m.exec(event)?.[1];
+        if (event.startsWith('event: next') && data) keys.push((JSON.parse(data) as { data: { changes: { key: string } } }).data.changes.key);
+      }
+      if (keys.length === 1 && !wroteLive) {
+        wroteLive = true;
+        await write(bucket, ['live']);
+      }
+    }
+    abort.abort();
+    expect(keys).toEqual(['before', 'live']);
+  });
+});
