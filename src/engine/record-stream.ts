@@ -7,7 +7,7 @@
  * dropped by sequence number). If the queue overflows while we are still reading from disk, we
  * simply read on from disk: a catching-up subscriber is paced by the disk, not by memory.
  */
-import { CLOSED, OVERFLOW, type LiveFeed } from './live-feed.js';
+import { CLOSED, OVERFLOW, type FeedQueue, type LiveFeed } from './live-feed.js';
 
 export interface Sequenced {
   seq: number;
@@ -24,13 +24,39 @@ export interface RecordStreamOptions<T extends Sequenced> {
   pageSize?: number;
 }
 
-/** Yields records in order; yields OVERFLOW (and ends) when the live subscriber falls behind. */
-export async function* recordStream<T extends Sequenced>(
+/**
+ * Yields records in order; yields OVERFLOW (and ends) when the live subscriber falls behind.
+ *
+ * Closing the stream (`return()`) ends it at once, even while it waits for the next live record:
+ * an async generator would queue the request until a record arrives, which for a quiet bucket is
+ * never, leaving the subscription's queue attached after the client has gone.
+ */
+export function recordStream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
 ): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
-  const { readPage, feed, queueMax, pageSize = 500 } = options;
+  const queue = options.feed.attach(options.queueMax);
+  const inner = stream(options, queue);
+  const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> = {
+    next: () => inner.next(),
+    return: (value) => {
+      queue.close();
+      return inner.return(value);
+    },
+    throw: (error) => {
+      queue.close();
+      return inner.throw(error);
+    },
+    [Symbol.asyncIterator]: () => outer,
+  } as AsyncGenerator<T | typeof OVERFLOW, void, undefined>;
+  return outer;
+}
+
+async function* stream<T extends Sequenced>(
+  options: RecordStreamOptions<T>,
+  queue: FeedQueue<T>,
+): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
+  const { readPage, pageSize = 500 } = options;
   let next = options.fromSeq;
-  const queue = feed.attach(queueMax);
   try {
     for (;;) {
       const page = await readPage(next, pageSize);

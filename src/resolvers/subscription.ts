@@ -2,6 +2,7 @@
  * Live subscriptions: replay from disk, then live (see engine/record-stream.ts). The cursor is
  * checked before the stream starts, so a bad cursor is an immediate error, not a silent stream.
  */
+import { mapAsyncIterator } from '../engine/async-map.js';
 import { OVERFLOW, type LiveFeed } from '../engine/live-feed.js';
 import type { Engine } from '../engine/engine.js';
 import type { Partition } from '../engine/partition.js';
@@ -12,18 +13,18 @@ import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { toGraphQLError } from '../server/errors.js';
 
-async function* payloads<K extends string, T extends Sequenced>(
+function payloads<K extends string, T extends Sequenced>(
   field: K,
   records: AsyncGenerator<T | typeof OVERFLOW, void, undefined>,
 ): AsyncGenerator<{ [key in K]: T }, void, undefined> {
-  for await (const record of records) {
+  return mapAsyncIterator(records, (record) => {
     if (record === OVERFLOW) {
       throw toGraphQLError(
         new SyncError(ErrorCode.SLOW_CONSUMER, 'subscriber fell too far behind: resubscribe from the last cursor received'),
       );
     }
-    yield { [field]: record } as { [key in K]: T };
-  }
+    return { [field]: record } as { [key in K]: T };
+  });
 }
 
 /** Validates `since` now (an immediate error), then streams one log of the partition. */

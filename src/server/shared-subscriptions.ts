@@ -25,6 +25,7 @@ import {
   type GraphQLError,
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { mapAsyncIterator } from '../engine/async-map.js';
 
 export interface SharedSubscribeOptions {
   /** Turns errors (bad cursor, bad bucket, a failing field...) into client errors. */
@@ -69,7 +70,7 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
     return { errors: (source.errors ?? []).map((e) => options.maskError(e)) };
   }
   const key = shareKey(args.document, args.operationName ?? undefined);
-  return mapEvents(source, (payload) => {
+  return mapAsyncIterator(source[Symbol.asyncIterator](), (payload: unknown) => {
     const event = firstValue(payload);
     if (key === undefined || event === undefined) return execute({ ...args, rootValue: payload });
     let results = memo.get(event);
@@ -84,14 +85,6 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
     }
     return result;
   });
-}
-
-async function* mapEvents(
-  source: AsyncIterable<unknown>,
-  map: (payload: unknown) => ExecutionResult | Promise<ExecutionResult>,
-): AsyncGenerator<ExecutionResult, void, undefined> {
-  // Closing this generator (the client unsubscribed) closes the source through for-await.
-  for await (const payload of source) yield await map(payload);
 }
 
 const compiledQueries = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();

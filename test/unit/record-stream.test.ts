@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { CLOSED, LiveFeed, OVERFLOW } from '../../src/engine/live-feed.js';
 import { recordStream, type RecordStreamOptions } from '../../src/engine/record-stream.js';
+import { settle } from './memory-store.js';
 
 // A stream that fails to deliver hangs: fail fast instead of at the suite's 60 s.
 vi.setConfig({ testTimeout: 5_000 });
@@ -311,6 +312,17 @@ describe('overflow during catch-up', () => {
 });
 
 describe('ending', () => {
+  it('detaches at once when closed while waiting for a live record (a quiet bucket)', async () => {
+    const log = new Log();
+    const stream = log.stream();
+    const waiting = stream.next();
+    await settle();
+    expect(log.feed.size).toBe(1);
+    await stream.return();
+    expect(log.feed.size).toBe(0);
+    expect((await waiting).done).toBe(true);
+  });
+
   it('detaches from the feed when the consumer stops early', async () => {
     const log = new Log();
     log.commit(5);
