@@ -18,7 +18,11 @@ export function useErrorCodes(): Plugin {
       return ({ result, replaceParseResult }) => {
         if (result instanceof GraphQLError) replaceParseResult(withCode(result, ErrorCode.GRAPHQL_PARSE_FAILED));
         else if (result instanceof Error) {
-          replaceParseResult(new GraphQLError(result.message, { extensions: { code: ErrorCode.GRAPHQL_PARSE_FAILED } }));
+          // Not a syntax error: the parser ran out of stack on a deeply nested document. Say so
+          // without echoing the internal error.
+          replaceParseResult(
+            new GraphQLError('the document is nested too deeply to parse', { extensions: { code: ErrorCode.GRAPHQL_PARSE_FAILED } }),
+          );
         }
       };
     },

@@ -81,6 +81,7 @@ const badRequests: Array<[string, () => Promise<{ status: number; errors?: Array
   ['no query', () => rawPost(node, { variables: {} }), 'BAD_REQUEST'],
   ['query is not a string', () => rawPost(node, { query: 42 }), 'BAD_REQUEST'],
   ['syntax error', () => rawPost(node, { query: '{ entity(bucket: "x", key: "y") { version ' }), 'GRAPHQL_PARSE_FAILED'],
+  ['literal nested too deeply to parse', () => rawPost(node, { query: `mutation { submitChanges(bucket: "malformed", changes: [{ccid: "ea", key: "k", op: MODIFY, data: {x: ${'['.repeat(20_000)}${']'.repeat(20_000)}}}]) { ccid } }` }), 'GRAPHQL_PARSE_FAILED'],
   ['unknown field', () => rawPost(node, { query: '{ entity(bucket: "x", key: "y") { colour } }' }), 'GRAPHQL_VALIDATION_FAILED'],
   ['unknown op enum', () => rawPost(node, { query: 'mutation { submitChanges(bucket: "x", changes: [{ccid: "a", op: UPSERT}]) { ccid } }' }), 'GRAPHQL_VALIDATION_FAILED'],
   ['variable of the wrong type', () => rawPost(node, { query: 'query($v: Int) { entity(bucket: "malformed", key: "note", version: $v) { version } }', variables: { v: 'one' } }), 'BAD_USER_INPUT'],
