@@ -173,7 +173,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           document,
           variableValues: payload.variables,
           contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          // Queries and mutations run through yoga's enveloped execute; subscriptions through
+          // subscribeShared (see `subscribe` above).
+          rootValue: { execute: enveloped.execute },
         };
         const errors = enveloped.validate(args.schema, args.document);
         if (errors.length > 0) return errors;
@@ -224,7 +226,6 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
 interface Enveloped {
   execute: (args: ExecutionArgs) => OperationResult;
-  subscribe: (args: ExecutionArgs) => OperationResult;
 }
 
 const TOO_LARGE = Symbol('too large');
