@@ -34,6 +34,8 @@ export class FeedQueue<T> {
   private head = 0;
   private wake: (() => void) | undefined;
   private state: 'open' | 'overflowed' | 'closed' = 'open';
+  /** Offered each item pushed while nothing is queued; an item it refuses is queued. */
+  private listener: ((item: T) => boolean) | undefined;
 
   constructor(
     private readonly capacity: number,
@@ -42,6 +44,11 @@ export class FeedQueue<T> {
 
   push(item: T): void {
     if (this.state !== 'open') return;
+    if (this.listener !== undefined && this.head === this.items.length) {
+      if (this.listener(item)) return;
+      // Refused: this item and the ones after it wait in the queue, in order.
+      this.listener = undefined;
+    }
     if (this.items.length - this.head >= this.capacity) {
       this.state = 'overflowed';
       this.items = [];
@@ -54,6 +61,14 @@ export class FeedQueue<T> {
 
   get overflowed(): boolean {
     return this.state === 'overflowed';
+  }
+
+  /**
+   * Offers items to `listener` as they are pushed, as long as nothing is queued, instead of
+   * queueing them (the consumer's synchronous fast path; see async-map.ts). Undefined removes it.
+   */
+  listen(listener: ((item: T) => boolean) | undefined): void {
+    this.listener = this.state === 'closed' ? undefined : listener;
   }
 
   /** Drops queued items the caller already has (read from disk while they were being queued). */
@@ -95,6 +110,7 @@ export class FeedQueue<T> {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.items = [];
+    this.listener = undefined;
     this.onDetach();
     this.signal();
   }

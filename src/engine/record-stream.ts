@@ -7,6 +7,7 @@
  * dropped by sequence number). If the queue overflows while we are still reading from disk, we
  * simply read on from disk: a catching-up subscriber is paced by the disk, not by memory.
  */
+import { PUSH, type Pushable, type PushSink } from './async-map.js';
 import { CLOSED, OVERFLOW, type FeedQueue, type LiveFeed } from './live-feed.js';
 
 export interface Sequenced {
@@ -27,16 +28,21 @@ export interface RecordStreamOptions<T extends Sequenced> {
 /**
  * Yields records in order; yields OVERFLOW (and ends) when the live subscriber falls behind.
  *
+ * Pushable (async-map.ts): with a sink installed, records read from disk are offered to it as
+ * they are read, and live records as they are published while the stream waits for them; only
+ * what the sink refuses is yielded. The sink sees records in order, each once, with no gap.
+ *
  * Closing the stream (`return()`) ends it at once, even while it waits for the next live record:
  * an async generator would queue the request until a record arrives, which for a quiet bucket is
  * never, leaving the subscription's queue attached after the client has gone.
  */
 export function recordStream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
-): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
+): AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> {
   const queue = options.feed.attach(options.queueMax);
-  const inner = stream(options, queue);
-  const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> = {
+  const fast: { sink?: PushSink<T> } = {};
+  const inner = stream(options, queue, fast);
+  const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> = {
     next: () => inner.next(),
     return: (value) => {
       queue.close();
@@ -47,21 +53,36 @@ export function recordStream<T extends Sequenced>(
       return inner.throw(error);
     },
     [Symbol.asyncIterator]: () => outer,
-  } as AsyncGenerator<T | typeof OVERFLOW, void, undefined>;
+    [PUSH]: (sink: PushSink<T>) => {
+      fast.sink = sink;
+    },
+  } as AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T>;
   return outer;
 }
 
 async function* stream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
   queue: FeedQueue<T>,
+  fast: { sink?: PushSink<T> },
 ): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
   const { readPage, pageSize = 500 } = options;
   let next = options.fromSeq;
+  // Offers the next record to the sink; a sink that throws refuses, and pull reports the error.
+  const offer = (record: T): boolean => {
+    if (fast.sink === undefined || record.seq !== next) return false;
+    try {
+      if (!fast.sink(record)) return false;
+    } catch {
+      return false;
+    }
+    next = record.seq + 1;
+    return true;
+  };
   try {
     for (;;) {
       const page = await readPage(next, pageSize);
       for (const record of page) {
-        if (record.seq < next) continue;
+        if (record.seq < next || offer(record)) continue;
         yield record;
         next = record.seq + 1;
       }
@@ -74,7 +95,9 @@ async function* stream<T extends Sequenced>(
     // live bound: only records the subscriber has not seen measure how far behind it is.
     queue.dropWhile((record) => record.seq < next);
     for (;;) {
+      if (fast.sink !== undefined) queue.listen(offer);
       const item = await queue.next();
+      queue.listen(undefined);
       if (item === CLOSED) return;
       if (item === OVERFLOW) {
         yield OVERFLOW;

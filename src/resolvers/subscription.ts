@@ -2,7 +2,7 @@
  * Live subscriptions: replay from disk, then live (see engine/record-stream.ts). The cursor is
  * checked before the stream starts, so a bad cursor is an immediate error, not a silent stream.
  */
-import { mapAsyncIterator } from '../engine/async-map.js';
+import { LATER, mapAsyncIterator } from '../engine/async-map.js';
 import { OVERFLOW, type LiveFeed } from '../engine/live-feed.js';
 import type { Engine } from '../engine/engine.js';
 import type { Partition } from '../engine/partition.js';
@@ -17,14 +17,18 @@ function payloads<K extends string, T extends Sequenced>(
   field: K,
   records: AsyncGenerator<T | typeof OVERFLOW, void, undefined>,
 ): AsyncGenerator<{ [key in K]: T }, void, undefined> {
-  return mapAsyncIterator(records, (record) => {
-    if (record === OVERFLOW) {
-      throw toGraphQLError(
-        new SyncError(ErrorCode.SLOW_CONSUMER, 'subscriber fell too far behind: resubscribe from the last cursor received'),
-      );
-    }
-    return { [field]: record } as { [key in K]: T };
-  });
+  return mapAsyncIterator(
+    records,
+    (record) => {
+      if (record === OVERFLOW) {
+        throw toGraphQLError(
+          new SyncError(ErrorCode.SLOW_CONSUMER, 'subscriber fell too far behind: resubscribe from the last cursor received'),
+        );
+      }
+      return { [field]: record } as { [key in K]: T };
+    },
+    (record) => (record === OVERFLOW ? LATER : ({ [field]: record } as { [key in K]: T })),
+  );
 }
 
 /** Validates `since` now (an immediate error), then streams one log of the partition. */
@@ -35,7 +39,7 @@ function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, s
       ? (from: number, limit: number) => partition.readChangeRecords(from, limit)
       : (from: number, limit: number) => partition.readEventRecords(from, limit);
   const feed = kind === 'changes' ? partition.changeFeed : partition.eventFeed;
-  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as LiveFeed<Sequenced>, queueMax }));
+  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax }));
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */

@@ -145,7 +145,13 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     await sendResponse(res, response);
   }
 
-  const wsServer = new WebSocketServer({ server, path: '/graphql', maxPayload: options.limits.requestBytesMax });
+  const wsServer = new WebSocketServer({
+    server,
+    path: '/graphql',
+    maxPayload: options.limits.requestBytesMax,
+    // Our frames are written uncompressed (server/ws-outbox.ts).
+    perMessageDeflate: false,
+  });
   const wsCleanup = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
       onConnect: (ctx) => isAdmin(ctx.connectionParams?.['authorization']),
@@ -212,8 +218,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         ]);
       }
       for (const abort of active) abort.abort();
-      for (const client of wsServer.clients) client.close(1001, 'server shutting down');
-      await wsCleanup.dispose();
+      await wsCleanup.dispose('server shutting down');
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
       server.closeAllConnections();
       await stopped;

@@ -25,7 +25,7 @@ import {
   type GraphQLError,
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
-import { mapAsyncIterator } from '../engine/async-map.js';
+import { LATER, mapAsyncIterator } from '../engine/async-map.js';
 
 export interface SharedSubscribeOptions {
   /** Turns errors (bad cursor, bad bucket, a failing field...) into client errors. */
@@ -35,7 +35,7 @@ export interface SharedSubscribeOptions {
 /** Result of `subscribe`: a stream of results, or the errors that prevented it. */
 export type SubscribeResult = AsyncGenerator<ExecutionResult, void, undefined> | ExecutionResult;
 
-const memo = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+const memo = new WeakMap<object, Map<string, ExecutionResult | Promise<ExecutionResult>>>();
 /** Results handed to several subscribers, and their JSON once computed. */
 const shared = new WeakSet<ExecutionResult>();
 const encoded = new WeakMap<ExecutionResult, string>();
@@ -54,37 +54,68 @@ export function encodeSharedResult(result: unknown): string | undefined {
   return json;
 }
 
+/**
+ * The stream of results is Pushable (engine/async-map.ts) when its source is: a shared result is
+ * then handed over synchronously, executed on the spot if it is the first subscriber's, as long
+ * as the execution completes synchronously (graphql-jit does for our synchronous fields).
+ */
 export async function subscribeShared(args: ExecutionArgs, options: SharedSubscribeOptions): Promise<SubscribeResult> {
   // The subscription operation executed with the event as root value, which is what graphql-js's
   // `subscribe` does for each event; compiled by graphql-jit once per operation (a catch-up
   // replays thousands of events through it), with errors masked as yoga masks them.
   const compiled = compiledFor(args);
-  const execute = async (eventArgs: ExecutionArgs): Promise<ExecutionResult> => {
+  const mask = (result: ExecutionResult): ExecutionResult =>
+    result.errors ? { ...result, errors: result.errors.map((e) => options.maskError(e)) } : result;
+  const execute = (eventArgs: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> => {
     const result = compiled
-      ? await compiled.query(eventArgs.rootValue, eventArgs.contextValue, eventArgs.variableValues)
-      : await graphqlExecute(eventArgs);
-    return result.errors ? { ...result, errors: result.errors.map((e) => options.maskError(e)) } : result;
+      ? compiled.query(eventArgs.rootValue, eventArgs.contextValue, eventArgs.variableValues)
+      : graphqlExecute(eventArgs);
+    return isPromise(result) ? result.then(mask) : mask(result);
   };
   const source = await createSourceEventStream(args);
   if (!isAsyncIterable(source)) {
     return { errors: (source.errors ?? []).map((e) => options.maskError(e)) };
   }
   const key = shareKey(args.document, args.operationName ?? undefined);
-  return mapAsyncIterator(source[Symbol.asyncIterator](), (payload: unknown) => {
-    const event = firstValue(payload);
-    if (key === undefined || event === undefined) return execute({ ...args, rootValue: payload });
+  /** The memoised result of an event, executing it if nobody has yet. */
+  const sharedResult = (event: object, payload: unknown): ExecutionResult | Promise<ExecutionResult> => {
     let results = memo.get(event);
     if (results === undefined) memo.set(event, (results = new Map()));
-    let result = results.get(key);
+    let result = results.get(key!);
     if (result === undefined) {
-      result = execute({ ...args, rootValue: payload }).then((r) => {
-        shared.add(r);
-        return r;
-      });
-      results.set(key, result);
+      const executed = execute({ ...args, rootValue: payload });
+      if (isPromise(executed)) {
+        result = executed.then((r) => {
+          shared.add(r);
+          results.set(key!, r);
+          return r;
+        });
+      } else {
+        shared.add(executed);
+        result = executed;
+      }
+      results.set(key!, result);
     }
     return result;
-  });
+  };
+  return mapAsyncIterator(
+    source[Symbol.asyncIterator](),
+    (payload: unknown) => {
+      const event = firstValue(payload);
+      if (key === undefined || event === undefined) return execute({ ...args, rootValue: payload });
+      return sharedResult(event, payload);
+    },
+    (payload: unknown) => {
+      const event = firstValue(payload);
+      if (key === undefined || event === undefined) return LATER;
+      const result = sharedResult(event, payload);
+      return isPromise(result) ? LATER : result;
+    },
+  );
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
 const compiledQueries = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
@@ -105,7 +136,10 @@ function compiledFor(args: ExecutionArgs): CompiledQuery | undefined {
 
 function firstValue(payload: unknown): object | undefined {
   if (typeof payload !== 'object' || payload === null) return undefined;
-  for (const value of Object.values(payload)) return typeof value === 'object' && value !== null ? value : undefined;
+  for (const key in payload) {
+    const value = (payload as Record<string, unknown>)[key];
+    return typeof value === 'object' && value !== null ? value : undefined;
+  }
   return undefined;
 }
 

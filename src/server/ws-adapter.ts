@@ -8,8 +8,11 @@
  * that does not read stalls its sends, its live queue fills, and it is cut off (SLOW_CONSUMER).
  */
 import type { IncomingMessage } from 'node:http';
+import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
+import { isPushable, PUSH } from '../engine/async-map.js';
+import { Outboxes } from './ws-outbox.js';
 
 export interface WsExtra {
   socket: WebSocket;
@@ -21,6 +24,11 @@ export interface WsAdapterOptions {
   bufferedBytesMax?: number;
   /** Interval of keep-alive pings; a client silent for twice this is dropped. @default 12000 */
   keepAliveMs?: number;
+  /**
+   * Least interval between write passes for live deliveries (see ws-outbox.ts); 0 writes each
+   * turn's deliveries at the end of the turn. @default 20
+   */
+  deliveryBatchMs?: number;
   /** Reports unexpected errors (the client only sees a close code). */
   onError: (error: unknown, what: string) => void;
   /**
@@ -35,6 +43,8 @@ export interface WsAdapterOptions {
  * contains a control character, which JSON escapes, so no encoded string equals it unescaped; and
  * it is only looked for as the last member of the message, where graphql-ws puts `payload`.
  */
+const CLOSE_BRACE = Buffer.from('}');
+
 const PAYLOAD_MARK = '\u0001syncgraph-payload\u0001';
 const PAYLOAD_MARK_JSON = JSON.stringify(PAYLOAD_MARK);
 
@@ -42,16 +52,38 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
   options: ServerOptions<P, WsExtra>,
   wss: WebSocketServer,
   adapter: WsAdapterOptions,
-): { dispose(): Promise<void> } {
-  const { bufferedBytesMax = 256 * 1024, keepAliveMs = 12_000, onError, encodePayload } = adapter;
+): { dispose(reason: string): Promise<void> } {
+  const { bufferedBytesMax = 256 * 1024, keepAliveMs = 12_000, deliveryBatchMs = 20, onError, encodePayload } = adapter;
   // One pre-encoded payload at a time: graphql-ws encodes and sends a message synchronously
   // one after the other (stringify, then send), so the slot is filled and emptied in turn.
   let pendingPayload: string | undefined;
-  const server = makeServer<P, WsExtra>(
-    encodePayload === undefined
-      ? options
+  const outboxes = new Outboxes(deliveryBatchMs);
+  // Where each subscription's results go, for the fast path below: recorded when graphql-ws has
+  // the operation's arguments in hand, looked up when it subscribes with them.
+  const targets = new WeakMap<object, { socket: WebSocket; id: string }>();
+  const server = makeServer<P, WsExtra>({
+    ...options,
+    onSubscribe: async (ctx, id, payload) => {
+      const args = await options.onSubscribe?.(ctx, id, payload);
+      if (args !== undefined && args !== null && !Array.isArray(args)) targets.set(args, { socket: ctx.extra.socket, id });
+      return args;
+    },
+    // The fast path: a live result stream that can push (engine/async-map.ts) hands each result
+    // straight to the socket while graphql-ws waits for the next one, saving the chain of
+    // promises through every layer, which is most of the cost of fanning a change out. What it
+    // refuses (errors, a backed-up socket) takes graphql-ws's way, in order.
+    subscribe: async (args: ExecutionArgs) => {
+      const result = await (options.subscribe ?? (() => Promise.reject(new Error('no subscribe'))))(args);
+      const target = targets.get(args);
+      if (target !== undefined && isPushable<ExecutionResult>(result)) {
+        const prefix = Buffer.from(`{"id":${JSON.stringify(target.id)},"type":"next","payload":`);
+        result[PUSH]((next) => sendNow(target.socket, prefix, next));
+      }
+      return result;
+    },
+    ...(encodePayload === undefined
+      ? {}
       : {
-          ...options,
           // graphql-ws sends a copy of each result; hand it the result itself when its JSON is
           // known, so that the replacer below recognises it.
           onNext: (ctx, id, payload, args, result) =>
@@ -60,7 +92,7 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
               : encodePayload(result) !== undefined
                 ? result
                 : undefined,
-          jsonMessageReplacer: (key, value: unknown) => {
+          jsonMessageReplacer: (key: string, value: unknown) => {
             if (key === 'payload') {
               const json = encodePayload(value);
               if (json !== undefined) {
@@ -70,8 +102,25 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
             }
             return value;
           },
-        },
-  );
+        }),
+  });
+  /** Sends a `next` message at once, or refuses (false) when graphql-ws must handle it. */
+  const sendNow = (socket: WebSocket, prefix: Buffer, result: ExecutionResult): boolean => {
+    if (result.errors !== undefined || socket.readyState !== socket.OPEN || outboxes.pending(socket) >= bufferedBytesMax) return false;
+    outboxes.send(socket, [prefix, payloadBuffer(result), CLOSE_BRACE], false);
+    return true;
+  };
+  // The UTF-8 of shared results, encoded once for all their subscribers.
+  const payloadBuffers = new WeakMap<ExecutionResult, Buffer>();
+  const payloadBuffer = (result: ExecutionResult): Buffer => {
+    let buffer = payloadBuffers.get(result);
+    if (buffer === undefined) {
+      const json = encodePayload?.(result);
+      if (json === undefined) return Buffer.from(JSON.stringify(result));
+      payloadBuffers.set(result, (buffer = Buffer.from(json)));
+    }
+    return buffer;
+  };
   const assemble = (data: string): string => {
     const json = pendingPayload;
     if (json === undefined) return data;
@@ -80,24 +129,6 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
     return data.endsWith(tail) ? data.slice(0, data.length - tail.length) + json + '}' : data;
   };
   wss.options.handleProtocols = handleProtocols;
-
-  // Frames sent to one socket in one turn of the event loop leave in one write: the socket is
-  // corked at the first send of a turn and uncorked after the turn (a syscall costs about 10 µs
-  // here, more than encoding a message). Catch-up replays and multiplexed subscriptions send many
-  // frames per turn.
-  const corked = new Set<{ cork(): void; uncork(): void }>();
-  const uncorkAll = () => {
-    for (const stream of corked) stream.uncork();
-    corked.clear();
-  };
-  const corkForThisTurn = (socket: WebSocket) => {
-    // `ws` keeps its net.Socket in `_socket`; without it we only lose the coalescing.
-    const stream = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-    if (stream === undefined || corked.has(stream)) return;
-    if (corked.size === 0) setImmediate(uncorkAll);
-    stream.cork();
-    corked.add(stream);
-  };
 
   wss.on('connection', (socket, request) => {
     socket.once('error', (error) => {
@@ -121,14 +152,16 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
         send: (raw) => {
           const data = assemble(raw);
           if (socket.readyState !== socket.OPEN) return;
-          if (socket.bufferedAmount < bufferedBytesMax) {
-            corkForThisTurn(socket);
-            socket.send(data);
+          if (outboxes.pending(socket) < bufferedBytesMax) {
+            outboxes.send(socket, data, true);
             return;
           }
-          return new Promise<void>((resolve, reject) => socket.send(data, (err) => (err ? reject(err) : resolve())));
+          return new Promise<void>((resolve, reject) => outboxes.send(socket, data, true, (err) => (err ? reject(err) : resolve())));
         },
-        close: (code, reason) => socket.close(code, reason),
+        close: (code, reason) => {
+          outboxes.flush(socket);
+          socket.close(code, reason);
+        },
         onMessage: (handle) =>
           socket.on('message', async (message) => {
             try {
@@ -144,13 +177,18 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
 
     socket.once('close', (code, reason) => {
       clearInterval(ping);
+      outboxes.forget(socket);
       void closed(code, String(reason));
     });
   });
 
   return {
-    async dispose() {
-      for (const client of wss.clients) client.close(1001, 'Going away');
+    /** Closes every socket (1001 going away), after writing what it has queued. */
+    async dispose(reason) {
+      for (const client of wss.clients) {
+        outboxes.flush(client);
+        client.close(1001, reason);
+      }
       wss.removeAllListeners('connection');
     },
   };

@@ -116,6 +116,51 @@ describe('shared encoding', () => {
   });
 });
 
+describe('framing', () => {
+  it('delivers messages of every frame length class intact, live and replayed, on one socket', async () => {
+    // The node frames its messages itself (server/ws-outbox.ts): lengths under 126 bytes, up to
+    // 64 KiB (16-bit length) and beyond (64-bit length) each have their own header.
+    const bucket = freshBucket();
+    const head = (await gqlData(node, BucketInfo, { name: bucket })).bucket.changesCursor;
+    const sizes = [0, 1_000, 70_000, 200_000, 10];
+    const socket = new WebSocket(node.wsUrl, 'graphql-transport-ws');
+    const received = new Map<string, Array<{ key: string; data: { text: string } }>>([
+      ['live', []],
+      ['replay', []],
+    ]);
+    const liveDone = deferred();
+    const replayDone = deferred();
+    // A malformed frame is an error on the client's socket: fail at once.
+    socket.on('error', (error) => {
+      liveDone.reject(error);
+      replayDone.reject(error);
+    });
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as { id?: string; type: string; payload?: { data: { changes: { key: string; data: { text: string } } } } };
+      if (message.type === 'connection_ack') {
+        socket.send(JSON.stringify({ id: 'live', type: 'subscribe', payload: { query: print(ChangesSubscription), variables: { bucket, since: head } } }));
+        void gqlData(node, SubmitChanges, {
+          bucket,
+          changes: sizes.map((size, i) => ({ ccid: hex(i), key: `k${i}`, op: 'MODIFY' as const, data: { text: 'é'.repeat(size) } })),
+        }).then(() =>
+          socket.send(JSON.stringify({ id: 'replay', type: 'subscribe', payload: { query: print(ChangesSubscription), variables: { bucket, since: null } } })),
+        );
+      }
+      if (message.type !== 'next') return;
+      const list = received.get(message.id!)!;
+      list.push(message.payload!.data.changes);
+      if (list.length === sizes.length) (message.id === 'live' ? liveDone : replayDone).resolve();
+    });
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${node.adminKey}` } })));
+    await Promise.all([liveDone.promise, replayDone.promise]);
+    socket.close();
+    for (const list of received.values()) {
+      expect(list.map((c) => c.key)).toEqual(sizes.map((_, i) => `k${i}`));
+      expect(list.map((c) => c.data.text)).toEqual(sizes.map((size) => 'é'.repeat(size)));
+    }
+  });
+});
+
 describe('resume under concurrent writes', () => {
   it('a subscriber reconnecting with its cursor while 5,000 changes are written receives each exactly once, in order', async () => {
     const bucket = freshBucket();

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { CLOSED, LiveFeed, OVERFLOW } from '../../src/engine/live-feed.js';
+import { PUSH } from '../../src/engine/async-map.js';
 import { recordStream, type RecordStreamOptions } from '../../src/engine/record-stream.js';
 import { settle } from './memory-store.js';
 
@@ -348,6 +349,87 @@ describe('ending', () => {
   });
 });
 
+describe('push (the synchronous fast path)', () => {
+  /** A stream with a sink that accepts unless `refuse` says otherwise, and what each path got. */
+  function pushed(log: Log, refuse: (seq: number) => boolean = () => false, options: Partial<RecordStreamOptions<Rec>> = {}) {
+    const stream = log.stream(options);
+    const got: Array<[path: 'push' | 'pull', seq: number]> = [];
+    stream[PUSH]((record) => {
+      if (refuse(record.seq)) return false;
+      got.push(['push', record.seq]);
+      return true;
+    });
+    return { stream, got };
+  }
+
+  it('hands replayed and live records to the sink; pull only sees the end', async () => {
+    const log = new Log();
+    for (let i = 0; i < 5; i++) log.append();
+    const { stream, got } = pushed(log, () => false, { pageSize: 2 });
+    const pulled = stream.next(); // drives the replay; waits, since the sink takes everything
+    await settle();
+    expect(got).toEqual(range(1, 5).map((seq) => ['push', seq]));
+    log.commit(3); // synchronously, in publish
+    expect(got).toHaveLength(8);
+    expect(got.at(-1)).toEqual(['push', 8]);
+    await stream.return();
+    expect(await pulled).toEqual({ done: true, value: undefined });
+    expect(log.feed.size).toBe(0);
+    log.commit(); // detached: nothing more is pushed
+    expect(got).toHaveLength(8);
+  });
+
+  it('leaves a refused record and the ones after it to pull, in order, then pushes again', async () => {
+    const log = new Log();
+    for (let i = 0; i < 4; i++) log.append();
+    const { stream, got } = pushed(log, (seq) => seq === 3 || seq === 6);
+    const pull = async (count: number) => {
+      for (const seq of await take(stream, count)) got.push(['pull', seq as number]);
+    };
+    await pull(1); // 1 and 2 pushed, 3 refused and pulled
+    expect(got).toEqual([['push', 1], ['push', 2], ['pull', 3]]);
+    const waiting = pull(1); // 4 pushed during the replay; then live: 5 pushed, 6 refused
+    await settle();
+    log.commit(3); // 5 pushed, 6 refused (queued, wakes the puller), 7 queued behind it
+    await waiting;
+    await pull(1);
+    const last = stream.next();
+    await settle();
+    log.commit(); // the consumer waits again: pushed
+    log.commit();
+    expect(got.slice(3)).toEqual([['push', 4], ['push', 5], ['pull', 6], ['pull', 7], ['push', 8], ['push', 9]]);
+    await stream.return();
+    expect((await last).done).toBe(true);
+  });
+
+  it('treats a sink that throws as a refusal: the record is pulled', async () => {
+    const log = new Log();
+    log.append();
+    const stream = log.stream();
+    stream[PUSH](() => {
+      throw new Error('socket gone');
+    });
+    expect(await take(stream, 1)).toEqual([1]);
+    const next = stream.next();
+    log.commit();
+    expect((await next).value).toEqual({ seq: 2 });
+    await stream.return();
+  });
+
+  it('does not push a record out of order (a late publication): pull fills the hole from disk', async () => {
+    const log = new Log();
+    const { stream, got } = pushed(log);
+    const pulled = stream.next();
+    await settle();
+    log.append(); // 1 is durable, its publication late
+    log.commit(); // 2 published first: refused by the stream itself, pulled after 1
+    expect(got).toEqual([]);
+    expect((await pulled).value).toEqual({ seq: 1 });
+    expect(await take(stream, 1)).toEqual([2]);
+    await stream.return();
+  });
+});
+
 describe('LiveFeed', () => {
   it('fans each record out to every subscriber, each with its own bound', async () => {
     const feed = new LiveFeed<Rec>();
@@ -406,11 +488,13 @@ describe('any interleaving of appends, publications, disk reads and pulls', () =
     pageSize: fc.integer({ min: 1, max: 5 }),
     queueMax: fc.integer({ min: 1, max: 8 }),
     batches: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 12 }),
+    // A push sink (engine/async-map.ts) accepting or refusing records in this pattern, or none.
+    push: fc.option(fc.array(fc.boolean(), { minLength: 1, maxLength: 6 }), { nil: undefined }),
   });
 
   it('delivers exactly fromSeq..N in order, or a gapless prefix then OVERFLOW; never OVERFLOW if the queue can hold everything', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), configArb, async (s, { initial, from, pageSize, queueMax, batches }) => {
+      fc.asyncProperty(fc.scheduler(), configArb, async (s, { initial, from, pageSize, queueMax, batches, push }) => {
         const log = new Log();
         for (let i = 0; i < initial; i++) log.append();
         const fromSeq = 1 + (from % (initial + 1));
@@ -436,6 +520,14 @@ describe('any interleaving of appends, publications, disk reads and pulls', () =
 
         const delivered: Array<number | 'OVERFLOW'> = [];
         const stream = recordStream<Rec>({ fromSeq, readPage, feed: log.feed, queueMax, pageSize });
+        if (push !== undefined) {
+          let offers = 0;
+          stream[PUSH]((record) => {
+            const accept = push[offers++ % push.length]!;
+            if (accept) delivered.push(record.seq);
+            return accept;
+          });
+        }
         const consumer = (async () => {
           for await (const item of stream) {
             delivered.push(item === OVERFLOW ? 'OVERFLOW' : item.seq);
