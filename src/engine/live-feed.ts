@@ -3,10 +3,11 @@
  * queue: a subscriber that does not keep up is cut off (`overflowed`), never buffered without
  * bound. Records are shared objects: publishing costs one array push per subscriber.
  */
-export class LiveFeed<T> {
+export class LiveFeed<T extends object> {
   private readonly queues = new Set<FeedQueue<T>>();
 
   publish(item: T): void {
+    if (this.queues.size > 1) published.add(item);
     for (const queue of this.queues) queue.push(item);
   }
 
@@ -24,6 +25,17 @@ export class LiveFeed<T> {
   get size(): number {
     return this.queues.size;
   }
+}
+
+/** Records handed to more than one subscriber. */
+const published = new WeakSet<object>();
+
+/**
+ * Whether this very object went to several subscribers: worth sharing work on (a record read from
+ * disk for one subscriber's replay is a fresh object, seen once).
+ */
+export function isShared(record: object): boolean {
+  return published.has(record);
 }
 
 export const OVERFLOW = Symbol('overflow');

@@ -26,6 +26,7 @@ import {
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { LATER, mapAsyncIterator } from '../engine/async-map.js';
+import { isShared } from '../engine/live-feed.js';
 
 export interface SharedSubscribeOptions {
   /** Turns errors (bad cursor, bad bucket, a failing field...) into client errors. */
@@ -102,14 +103,16 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
     source[Symbol.asyncIterator](),
     (payload: unknown) => {
       const event = firstValue(payload);
-      if (key === undefined || event === undefined) return execute({ ...args, rootValue: payload });
+      if (key === undefined || event === undefined || !isShared(event)) return execute({ ...args, rootValue: payload });
       return sharedResult(event, payload);
     },
     (payload: unknown) => {
       const event = firstValue(payload);
-      if (key === undefined || event === undefined) return LATER;
-      const result = sharedResult(event, payload);
-      return isPromise(result) ? LATER : result;
+      // Executing has no side effects: if it turns out asynchronous, pull executes it again.
+      const result = key === undefined || event === undefined || !isShared(event) ? execute({ ...args, rootValue: payload }) : sharedResult(event, payload);
+      if (!isPromise(result)) return result;
+      result.catch(() => undefined);
+      return LATER;
     },
   );
 }
