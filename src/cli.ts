@@ -30,9 +30,10 @@ export function cli(argv: string[]): Command {
     .option('--port <port>', 'port to listen on (0 picks a free one)', port, 4000)
     .option('--data <dir>', 'data directory (LevelDB lives in <dir>/db)', './data')
     .addOption(new Option('--admin-key <key>', 'admin key (default: generated on first start, kept in <data>/admin-key)').env('SYNCGRAPH_ADMIN_KEY'))
+    .option('--async-reads', 'read LevelDB on its thread pool, not the event loop (data much larger than memory)', false)
     .option('--limit <name=value>', 'override a limit (repeatable), e.g. --limit entityBytesMax=2097152', limit, {})
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string; limit: Partial<Limits> }) => {
+    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string; limit: Partial<Limits>; asyncReads: boolean }) => {
       const node = await startNode({
         host: opts.host,
         port: opts.port,
@@ -40,6 +41,7 @@ export function cli(argv: string[]): Command {
         adminKey: opts.adminKey,
         logLevel: opts.logLevel,
         limits: opts.limit,
+        asyncReads: opts.asyncReads,
       });
       if (node.adminKeyGenerated) {
         process.stdout.write(

@@ -57,6 +57,11 @@ export interface NodeOptions {
   cacheBytesMax?: number;
   /** Log level of pino. @default 'info' */
   logLevel?: string;
+  /**
+   * Point reads on LevelDB's thread pool instead of the event loop (see storage/level-store.ts):
+   * for data sets much larger than memory on slow disks. @default false
+   */
+  asyncReads?: boolean;
 }
 
 export interface ResolvedNodeOptions {
@@ -68,6 +73,7 @@ export interface ResolvedNodeOptions {
   retention: RetentionPolicy;
   cacheBytesMax: number;
   logLevel: string;
+  asyncReads: boolean;
 }
 
 export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
@@ -80,6 +86,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     retention = {},
     cacheBytesMax = 64 * 1024 * 1024,
     logLevel = 'info',
+    asyncReads = false,
   } = options;
   return {
     host,
@@ -90,5 +97,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     retention: { ...defaultRetention, ...retention },
     cacheBytesMax,
     logLevel,
+    asyncReads,
   };
 }

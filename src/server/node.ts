@@ -47,7 +47,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   const log = logger ?? pino({ level: options.logLevel });
   mkdirSync(options.dataDir, { recursive: true });
   const admin = resolveAdminKey(options.dataDir, options.adminKey);
-  const store = await LevelStore.open(join(options.dataDir, 'db'));
+  const store = await LevelStore.open(join(options.dataDir, 'db'), { asyncReads: options.asyncReads });
   const engine = await Engine.open(store, {
     now: () => Date.now(),
     newId: () => uuidv7(),

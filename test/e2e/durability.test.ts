@@ -15,8 +15,11 @@ afterAll(cleanupNodes);
 const hex = (prefix: number, i: number) => prefix.toString(16) + i.toString(16).padStart(10, '0');
 
 describe('durability', () => {
-  it('a node killed with SIGKILL right after acknowledging batches has them all after restart', async () => {
-    const node = await startNodeProcess();
+  it.each([
+    { reads: 'synchronous point reads', args: [] },
+    { reads: '--async-reads', args: ['--async-reads'] },
+  ])('a node killed with SIGKILL right after acknowledging batches has them all after restart ($reads)', async ({ args }) => {
+    const node = await startNodeProcess({ args });
     const bucket = 'durable';
     // Eight concurrent requests of 100 changes each (group-committed together).
     const requests = Array.from({ length: 8 }, (_, r) =>
@@ -35,7 +38,7 @@ describe('durability', () => {
     await node.exited;
     expect(acknowledged.every((r) => r.error === null && r.change !== null)).toBe(true);
 
-    const restarted = await startNodeProcess({ dataDir: node.dataDir, adminKey: node.adminKey });
+    const restarted = await startNodeProcess({ dataDir: node.dataDir, adminKey: node.adminKey, args });
     const entities = await gqlData(restarted, ListEntities, { bucket, first: 1000 });
     expect(entities.entities).toHaveLength(800);
     const page = await gqlData(restarted, ChangesPage, { bucket, limit: 1000 });

@@ -32,18 +32,18 @@ const implementations: Implementation[] = [
     name: 'MemoryStore',
     open: async () => new MemoryStore(),
   },
-  {
-    name: 'LevelStore',
+  ...[false, true].map((asyncReads) => ({
+    name: asyncReads ? 'LevelStore (asyncReads)' : 'LevelStore',
     open: async () => {
       const dir = await mkdtemp(join(tmpdir(), 'syncgraph-unit-'));
-      const store = await LevelStore.open(dir);
+      const store = await LevelStore.open(dir, { asyncReads });
       cleanups.push(async () => {
         await store.close();
         await rm(dir, { recursive: true, force: true });
       });
       return store;
     },
-  },
+  })),
 ];
 
 const put = (key: string, value: unknown) => ({ type: 'put' as const, key, value: JSON.stringify(value) });
