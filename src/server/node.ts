@@ -73,6 +73,10 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     landingPage: false,
     logging: false,
     healthCheckEndpoint: '/yoga-health',
+    // The body is already read, within limits.requestBytesMax, before yoga sees it (readBody);
+    // yoga's own check would pipe it through a counting stream again, which costs more than the
+    // mutation's storage work.
+    maxRequestBodySize: false,
     maskedErrors: { maskError: (error) => maskError(error, logUnexpected) },
     // graphql-jit compiles each distinct operation once; paging 1,000 changes is mostly field
     // completion, which it makes several times cheaper.
@@ -130,16 +134,23 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       if (value === undefined) continue;
       for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
     }
-    const abort = new AbortController();
-    active.add(abort);
-    res.on('close', () => {
-      active.delete(abort);
-      // Only a response cut short is an abort (building the abort reason costs ~50 µs).
-      if (!res.writableFinished) abort.abort();
-    });
+    // A streamed response (subscriptions over SSE) must end when its client goes away; a
+    // single result is better finished (a mutation's writes complete either way), and an abort
+    // signal costs a few percent of a small request.
+    const accept = req.headers.accept ?? '';
+    const streamed = accept.includes('text/event-stream') || accept.includes('multipart/mixed');
+    const abort = streamed ? new AbortController() : undefined;
+    if (abort !== undefined) {
+      active.add(abort);
+      res.on('close', () => {
+        active.delete(abort);
+        // Only a response cut short is an abort (building the abort reason costs ~50 µs).
+        if (!res.writableFinished) abort.abort();
+      });
+    }
     const response = await yoga.fetch(
       url.toString(),
-      { method: req.method ?? 'GET', headers, body: body ?? null, signal: abort.signal },
+      { method: req.method ?? 'GET', headers, body: body ?? null, ...(abort !== undefined ? { signal: abort.signal } : {}) },
       {},
     );
     await sendResponse(res, response);
@@ -267,6 +278,10 @@ async function sendResponse(res: ServerResponse, response: Response): Promise<vo
   }
   // Yoga's streams are its own ReadableStream implementation: read through the standard reader.
   const reader = response.body.getReader();
+  // A client that goes away ends the stream (and the subscription behind it), signal or not.
+  res.once('close', () => {
+    if (!res.writableFinished) reader.cancel().catch(() => undefined);
+  });
   try {
     for (;;) {
       const { done, value } = await reader.read();

@@ -330,4 +330,37 @@ describe('over server-sent events', () => {
     abort.abort();
     expect(keys).toEqual(['before', 'live']);
   });
+
+  it('frees the subscription when an SSE client goes away (whatever its Accept header)', async () => {
+    const small = await startNodeProcess({ args: ['--limit', 'subscriptionsMax=1'] });
+    const bucket = freshBucket();
+    await gqlData(small, SubmitChanges, { bucket, changes: [{ ccid: 'ab02', key: 'k', op: 'MODIFY', data: {} }] });
+    const abort = new AbortController();
+    const response = await fetch(small.graphqlUrl, {
+      method: 'POST',
+      // `*/*` gets a stream too: the node cannot tell from the request that it will be long-lived.
+      headers: { 'content-type': 'application/json', accept: '*/*', authorization: `Bearer ${small.adminKey}` },
+      body: JSON.stringify({ query: print(ChangesSubscription), variables: { bucket, since: null } }),
+      signal: abort.signal,
+    });
+    const reader = response.body!.getReader();
+    let text = '';
+    while (!text.includes('event: next')) text += new TextDecoder().decode((await reader.read()).value);
+    abort.abort();
+    // The node notices the closed connection asynchronously: retry until the place is free.
+    const client = wsClient(small);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const sub = collect(client, ChangesSubscription, { bucket, since: null });
+        const outcome = await Promise.race([sub.until(1).then(() => 'delivered'), sub.done.then(() => 'ended', () => 'ended')]);
+        sub.stop();
+        if (outcome === 'delivered') break;
+        expect(JSON.stringify(sub.errors)).toContain('LIMIT_EXCEEDED');
+        expect(attempt).toBeLessThan(100);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await client.dispose();
+    }
+  });
 });
