@@ -2,7 +2,7 @@
  * A syncgraph node: one HTTP port serving GraphQL over HTTP (POST /graphql, GraphiQL on GET),
  * graphql-ws subscriptions on /graphql, and GET /health; over one LevelDB engine.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +12,7 @@ import type { OperationResult } from 'graphql-ws';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga } from 'graphql-yoga';
 import { pino, type Logger } from 'pino';
-import { uuidv7 } from 'uuidv7';
+import { V7Generator } from 'uuidv7';
 import { WebSocketServer } from 'ws';
 import { Engine } from '../engine/engine.js';
 import { ErrorCode } from '../model/errors.js';
@@ -42,15 +42,32 @@ export interface RunningNode {
 
 const DEFAULT_APP = 'default';
 
+/** A cryptographically strong source of 32-bit numbers, refilled `size` at a time. */
+function pooledRandom(size: number): { nextUint32(): number } {
+  const pool = new Uint32Array(size);
+  let next = size;
+  return {
+    nextUint32() {
+      if (next === size) {
+        webcrypto.getRandomValues(pool);
+        next = 0;
+      }
+      return pool[next++]!;
+    },
+  };
+}
+
 export async function startNode(input: NodeOptions, logger?: Logger): Promise<RunningNode> {
   const options = resolveNodeOptions(input);
   const log = logger ?? pino({ level: options.logLevel });
   mkdirSync(options.dataDir, { recursive: true });
   const admin = resolveAdminKey(options.dataDir, options.adminKey);
+  // Random bits drawn from the OS 4 KiB at a time (uuidv7's default draws 32 bytes at a time).
+  const ids = new V7Generator(pooledRandom(1024));
   const store = await LevelStore.open(join(options.dataDir, 'db'), { asyncReads: options.asyncReads });
   const engine = await Engine.open(store, {
     now: () => Date.now(),
-    newId: () => uuidv7(),
+    newId: () => ids.generate().toString(),
     newNodeId: () => randomBytes(6).toString('hex'),
     limits: options.limits,
     retention: options.retention,
@@ -83,7 +100,17 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     // Subscriptions over SSE keep yoga's executor: graphql-jit's subscribe path never emitted
     // (graphql-ws subscriptions are compiled separately, in shared-subscriptions.ts).
     plugins: [useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' }), useErrorCodes()],
-    context: ({ request, connectionParams }: { request?: Request; connectionParams?: Record<string, unknown> }) => {
+    context: ({
+      request,
+      connectionParams,
+      connectionAuthenticated,
+    }: {
+      request?: Request;
+      connectionParams?: Record<string, unknown>;
+      connectionAuthenticated?: boolean;
+    }) => {
+      // A graphql-ws connection was authenticated once, by onConnect, before any operation.
+      if (connectionAuthenticated === true) return { ...contextFor(), caller: { admin: true } };
       const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
       if (!isAdmin(authorization)) {
         throw new GraphQLError('missing or invalid credentials: send "Authorization: Bearer <admin key>"', {
@@ -177,6 +204,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           socket: ctx.extra.socket,
           params: payload,
           connectionParams: ctx.connectionParams ?? {},
+          // graphql-ws only passes operations of connections that onConnect accepted.
+          connectionAuthenticated: ctx.acknowledged,
         });
         let document;
         try {
