@@ -71,8 +71,11 @@ export function whatLimits(results: Results, config: BenchConfig): string {
       `W2: ${config.subscribers} subscribers at ${config.rate} changes/s need ${needed.toLocaleString('en-US')} deliveries/s; the node ` +
         `managed ${formatRate(fan.deliveriesPerSecond)}/s with its JavaScript thread at ${formatPercent(fan.serverMainCpu)}` +
         (bareFan === undefined ? '' : `, the naive fanout ${formatRate(bareFan.deliveriesPerSecond)}/s at ${formatPercent(bareFan.serverMainCpu)}`) +
-        '. The naive fanout executes the subscription selection, serialises and frames every delivery separately; whatever ' +
-        'a server shares between subscribers, each delivery still costs a WebSocket frame and a socket write per subscriber. ' +
+        '. The naive fanout executes the subscription selection, serialises, frames and writes every delivery separately, ' +
+        'through a chain of promises per subscriber. The node executes and encodes a change once, hands it to each live ' +
+        'subscription synchronously, frames it into the socket\'s outbox and writes each socket once per pass (at most one ' +
+        'pass every 20 ms while changes keep coming), so under load one socket write carries several changes; what is left ' +
+        'is mostly the kernel\'s cost of a loopback TCP write per socket per pass, and the client reading them. ' +
         (keptUp
           ? 'The node kept up, so its latency is the fsync before a change is published plus one pass over the subscribers.'
           : `Where that cost times the delivery rate exceeds what one thread can do, a backlog builds for as long as the writer ` +
@@ -82,7 +85,7 @@ export function whatLimits(results: Results, config: BenchConfig): string {
           ? ` The bench client was busy too (${formatPercent(fan.clientCpu)} of a core, ${formatPercent(fan.clientKernelCpu)} of it in the kernel reading ${fan.sockets} sockets), so the figure is partly bounded by the load generator; fewer sockets (BENCH_SOCKETS) make it cheaper.`
           : ` The bench client was not the limit (${formatPercent(fan.clientCpu)} of a core).`) +
         ' Idle memory is the growth of the server\'s RSS with the sockets and subscriptions open (split in Details), ' +
-        'a difference of RSS readings after a pause without a forced GC, so a few kB of noise per subscriber are possible.',
+        'each reading taken after full GCs forced through the server\'s inspector.',
     );
   }
 
@@ -91,8 +94,8 @@ export function whatLimits(results: Results, config: BenchConfig): string {
     parts.push(
       `W3: paging ran the node's JavaScript thread at ${formatPercent(c.paging.serverMainCpu)} and the subscription at ` +
         `${formatPercent(c.subscription.serverMainCpu)}: a read is a LevelDB range scan, a JSON decode and a cursor encoding ` +
-        'per change, then GraphQL completion and serialisation of every field; the subscription also sends one graphql-ws ' +
-        '`next` message (executed, serialised and framed) per change instead of one response per 1,000. Filling the bucket is W1b again ' +
+        'per change, then GraphQL completion and serialisation of every field; the subscription also frames one graphql-ws ' +
+        '`next` message per change instead of one response per 1,000 (written in batches of up to 64 KiB). Filling the bucket is W1b again ' +
         `(${formatRate(c.fillPerSecond)} changes/s here).`,
     );
   }

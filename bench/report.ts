@@ -343,7 +343,7 @@ function method(config: BenchConfig): string[] {
       `latency = receipt - send time, for every subscriber and change; deliveries still missing ${config.drainSeconds} s after the last send ` +
       'count with their age at that moment (so percentiles are then lower bounds, marked >=).',
     '- Idle memory: VmRSS of the server from /proc before opening the sockets, after opening them, and with the ' +
-      'subscriptions live, each read after a 1-2 s quiet pause (a GC cannot be forced from outside the process).',
+      'subscriptions live, each read after a 1-2 s quiet pause and two full GCs (HeapProfiler.collectGarbage through the server\'s inspector, started with --inspect=127.0.0.1:0).',
     `- W3: the bucket is filled with ${config.batchSize}-change requests from ${config.fillClients} clients, then read from the start ` +
       'by paging (limit 1000, one page after the other) and by one subscription from `since: null`, both selecting ' +
       '`key version cursor data`.',

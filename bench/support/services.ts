@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BARE_SERVER, NODE_BIN } from '../config.js';
+import { collectGarbage, inspectorUrlIn } from './inspector.js';
 
 export interface Service {
   name: string;
@@ -20,6 +21,8 @@ export interface Service {
   token: string;
   /** Last lines of stderr and stdout, for error reports. */
   tail(): string;
+  /** A full garbage collection in the server (through its inspector), before a memory reading. */
+  collectGarbage(): Promise<void>;
   /** SIGTERM, then SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -69,6 +72,9 @@ export function installCleanup(): void {
   });
 }
 
+/** Every server gets an inspector on an ephemeral port, for forced GCs (support/inspector.ts). */
+const INSPECT = '--inspect=127.0.0.1:0';
+
 interface SpawnOptions {
   name: string;
   args: string[];
@@ -86,7 +92,11 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
     lines.push(line);
     if (lines.length > 40) lines.shift();
   };
-  createInterface({ input: child.stderr! }).on('line', (line) => keep(`stderr: ${line}`));
+  let inspectorUrl: string | undefined;
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    inspectorUrl ??= inspectorUrlIn(line);
+    keep(`stderr: ${line}`);
+  });
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
       children.delete(child);
@@ -124,6 +134,10 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
     wsUrl: graphqlUrl.replace(/^http/, 'ws'),
     token: options.token,
     tail,
+    async collectGarbage() {
+      if (inspectorUrl === undefined) throw new Error(`${options.name} has no inspector:\n${tail()}`);
+      await collectGarbage(inspectorUrl);
+    },
     async stop(graceMs = 5_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
@@ -140,7 +154,7 @@ export async function startSyncgraph(): Promise<Service & { dataDir: string }> {
   const token = randomBytes(16).toString('hex');
   const service = await spawnService({
     name: 'syncgraph',
-    args: [NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info'],
+    args: [INSPECT, NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info'],
     token,
     ready: (entry) => (entry['msg'] === 'syncgraph listening' && typeof entry['url'] === 'string' ? entry['url'] : undefined),
   });
@@ -152,7 +166,7 @@ export async function startBareServer(): Promise<Service> {
   const token = randomBytes(16).toString('hex');
   return spawnService({
     name: 'bare server',
-    args: [BARE_SERVER, '--port', '0', '--key', token],
+    args: [INSPECT, BARE_SERVER, '--port', '0', '--key', token],
     token,
     ready: (entry) => (entry['msg'] === 'bare server listening' && typeof entry['url'] === 'string' ? entry['url'] : undefined),
   });

@@ -4,7 +4,8 @@
  *  1. probes: a change with t = -1 every 300 ms until every subscriber has received one (so
  *     every subscription is known live before anything is measured; probes are not measured);
  *  2. idle memory: the server's VmRSS before opening the sockets, after opening them, and after
- *     the subscriptions are live, each after a quiet pause (no GC can be forced from outside);
+ *     the subscriptions are live, each after a quiet pause and a full GC (forced through the
+ *     server's inspector, support/inspector.ts);
  *     the figure is (last - first) / subscribers: socket, graphql-ws and subscription state;
  *  3. an open-loop writer submits `rate` changes per second (one per request, not waiting for
  *     acks) for `seconds`, each carrying its send time `t` (performance.now() of this process);
@@ -82,6 +83,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
   try {
     const since = await headCursor(writer, options.bucket);
     await sleep(1_000);
+    await target.collectGarbage();
     const rssBeforeKiB = rssKiB(target.pid);
 
     const total = Math.max(1, Math.round(options.rate * options.seconds));
@@ -94,6 +96,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const subscribeStarted = performance.now();
     sockets = await openSockets(target.wsUrl, target.token, options.sockets);
     await sleep(SETTLE_MS);
+    await target.collectGarbage();
     const rssSocketsKiB = rssKiB(target.pid);
     for (let i = 0; i < options.subscribers; i++) {
       const subscriber: Subscriber = { count: 0, probed: false };
@@ -138,6 +141,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const subscribeSeconds = (performance.now() - subscribeStarted) / 1000 - SETTLE_MS / 1000;
     options.log(`${options.subscribers} subscriptions live on ${sockets.length} sockets in ${subscribeSeconds.toFixed(1)} s`);
     await sleep(SETTLE_MS);
+    await target.collectGarbage();
     const rssIdleKiB = rssKiB(target.pid);
 
     // The open-loop writer.
