@@ -367,7 +367,8 @@ export class Partition {
       ),
       // The log is read by range, never by key: no point caching its records.
       { type: 'put', key: this.layout.change(seq), value: record, cache: false },
-      { type: 'put', key: this.layout.ccid(record.ccid), value: record },
+      // Read again only when a client retries: from the staged map, then from LevelDB.
+      { type: 'put', key: this.layout.ccid(record.ccid), value: record, cache: false },
     ];
     const view = this.changeView(record);
     this.stage(ops, () => {

@@ -19,10 +19,14 @@ export interface LevelStoreOptions {
 }
 
 export class LevelStore implements KeyValueStore {
+  readonly syncReads: boolean;
+
   private constructor(
     private readonly db: Level<string, string>,
     private readonly asyncReads: boolean,
-  ) {}
+  ) {
+    this.syncReads = !asyncReads;
+  }
 
   static async open(location: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
     const db = new Level<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });

@@ -76,6 +76,7 @@ export class StagedStore {
    * `get`s of them are then answered from memory. Purely an optimisation.
    */
   async prefetch(keys: readonly string[]): Promise<void> {
+    if (this.store.syncReads === true) return;
     const missing = [...new Set(keys)].filter((key) => !this.staged.has(key) && !this.cache.has(key));
     if (missing.length > 0) await this.load(missing);
   }
@@ -98,7 +99,11 @@ export class StagedStore {
         const raw = raws[i];
         const value: unknown = raw === undefined ? undefined : JSON.parse(raw);
         const stale = tokens[i]!.stale;
-        if (!stale) this.cache.set(key, raw === undefined ? { absent: true } : { value, size: raw.length });
+        // An absent key is worth remembering only when reading it again would mean a trip to
+        // another thread (with synchronous reads, the Bloom filter answers as fast as the LRU).
+        if (!stale && (raw !== undefined || this.store.syncReads !== true)) {
+          this.cache.set(key, raw === undefined ? { absent: true } : { value, size: raw.length });
+        }
         return { value, stale };
       });
     } finally {

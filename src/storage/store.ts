@@ -17,6 +17,11 @@ export interface RangeOptions {
 }
 
 export interface KeyValueStore {
+  /**
+   * Point reads complete without waiting for another thread (the promise is already settled):
+   * batching or caching them ahead of time gains nothing.
+   */
+  readonly syncReads?: boolean;
   get(key: string): Promise<string | undefined>;
   /** Several point reads in one call (one trip to LevelDB's thread pool instead of many). */
   getMany(keys: string[]): Promise<Array<string | undefined>>;
