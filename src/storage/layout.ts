@@ -4,6 +4,7 @@
  * and it sorts before every character they may contain, so prefix ranges never overlap.
  *
  *   node!id                                   this node's id (origin of the records it accepts)
+ *   auth!...                                  apps and API keys (auth/directory.ts)
  *   p!{partition}!meta                        PartitionMeta: sequences, generation, log start
  *   p!{partition}!config                      BucketConfig
  *   p!{partition}!c!{seq}                     change log, in local arrival order
