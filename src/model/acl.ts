@@ -35,8 +35,8 @@ export interface AclDecision {
   rule: AclRule | null;
 }
 
-/** Simple Sync's name characters, plus the `%` and `@` of entity keys, and `*` last. */
-const PATTERN = /^[A-Za-z0-9._/:%@-]{0,256}\*?$/;
+/** Simple Sync's name characters, plus the `%` and `@` of entity keys, the `+` of usernames, and `*` last. */
+const PATTERN = /^[A-Za-z0-9._/:%@+-]{0,256}\*?$/;
 const FIELDS = ['user', 'item', 'action'] as const;
 
 /** A valid rule from untrusted input, or INVALID_INPUT naming the field. */
@@ -45,7 +45,7 @@ export function validateRule(input: { user: string; item: string; action: string
     const pattern = input[name];
     if (pattern.length === 0 || pattern.length > 256 || !PATTERN.test(pattern)) {
       throw invalidInput(
-        `${field}.${name} must be 1 to 256 of a-z A-Z 0-9 . _ / : - % @, with at most one *, at the end`,
+        `${field}.${name} must be 1 to 256 of a-z A-Z 0-9 . _ / : - % @ +, with at most one *, at the end`,
       );
     }
   }

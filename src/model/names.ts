@@ -11,6 +11,9 @@ const CCID_HEX = /^[A-Fa-f0-9]{1,256}$/;
 // Most clients send a random UUID with dashes; Simperium's own libraries send it without.
 const CCID_UUID = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/;
 const APP_ID = /^[A-Za-z0-9._-]{1,64}$/;
+// Usernames are usually email addresses; they also appear in ACL rules and storage keys, so no
+// `!`, `*`, `/` or spaces.
+const USERNAME = /^[A-Za-z0-9._%+@-]{1,256}$/;
 // Simperium sets only a length for client ids; we also refuse control characters so that ids
 // can be logged and displayed safely (C0 and C1 controls: line breaks, terminal escapes).
 const CLIENT_ID = /^[^\u0000-\u001f\u007f-\u009f]{1,256}$/u;
@@ -36,6 +39,12 @@ export function validateClientId(value: string, field = 'clientId'): void {
 /** App ids are case-insensitive: callers compare the normalised form. */
 export function normaliseAppId(value: string, field = 'app'): string {
   if (!APP_ID.test(value)) throw invalidInput(`${field} must be 1 to 64 of a-z A-Z 0-9 . _ -`);
+  return value.toLowerCase();
+}
+
+/** Usernames are case-insensitive (they are mostly email addresses): callers use this form. */
+export function normaliseUsername(value: string, field = 'username'): string {
+  if (!USERNAME.test(value)) throw invalidInput(`${field} must be 1 to 256 of a-z A-Z 0-9 . _ % + @ -`);
   return value.toLowerCase();
 }
 
