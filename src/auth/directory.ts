@@ -1,22 +1,28 @@
 /**
- * The directory of a node's apps and their API keys, kept in the node's LevelDB under `auth!`.
+ * The directory of a node's apps, their API keys, users and access tokens, kept in the node's
+ * LevelDB under `auth!`.
  *
- *   auth!app!{app}              AppRecord
- *   auth!key!{sha256(key)}      KeyRecord: what a presented key resolves to
- *   auth!appkey!{app}!{id}      the hash of key `id` of `app`, to list and revoke by id
+ *   auth!app!{app}                     AppRecord
+ *   auth!key!{sha256(key)}             KeyRecord: what a presented key resolves to
+ *   auth!appkey!{app}!{id}             the hash of key `id` of `app`, to list and revoke by id
+ *   auth!user!{app}!{username}         UserRecord (the password as scrypt's stored form)
+ *   auth!token!{sha256(token)}         TokenRecord
+ *   auth!usertoken!{app}!{user}!{id}   the hash of token `id` of a user, to revoke them all
  *
- * Keys are stored only as hashes (auth/secrets.ts): a key is shown once, when created. Every key
- * belongs to exactly one app, so resolving a key also decides which app a request is bound to:
- * there is no way to name another app with it. Writes are synced before they are acknowledged.
+ * Keys and tokens are stored only as hashes (auth/secrets.ts): each is shown once, when created.
+ * Every key and token belongs to exactly one app, so resolving it also decides which app a request
+ * is bound to: there is no way to name another app with it. A token has the level of the key it
+ * was issued with and acts as its user. Writes are synced before they are acknowledged.
  *
- * Work in progress (issue 3): users, access tokens and ACL rules come next, in the same manner.
+ * Work in progress (issue 3): ACL rules come next, in the same manner.
  */
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, SyncError } from '../model/errors.js';
-import { normaliseAppId } from '../model/names.js';
+import { normaliseAppId, normaliseUsername } from '../model/names.js';
 import { Level } from '../model/permissions.js';
-import { prefixEnd, type KeyValueStore } from '../storage/store.js';
-import { newSecret, secretHash, secretKind } from './secrets.js';
+import { prefixEnd, type KeyValueStore, type WriteOp } from '../storage/store.js';
+import { defaultPasswordParams, hashPassword, newSecret, secretHash, secretKind, validatePassword, verifyPassword, type PasswordParams } from './secrets.js';
+import { Throttle } from './throttle.js';
 
 export interface AppRecord {
   id: string;
@@ -35,19 +41,71 @@ export interface KeyRecord {
 /** A key as listed: never the secret. */
 export type KeyInfo = Omit<KeyRecord, 'app'>;
 
+export interface UserRecord {
+  app: string;
+  username: string;
+  /** scrypt's stored form (auth/secrets.ts). */
+  password: string;
+  createdAt: number;
+}
+
+export interface TokenRecord {
+  app: string;
+  user: string;
+  /** The level of the key that issued it. */
+  level: Level;
+  id: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** Tokens revoked, for whoever holds sessions on them (live subscriptions end). */
+export interface Revocation {
+  app: string;
+  user: string;
+  tokenIds: string[];
+}
+
 export interface DirectoryContext {
   now: () => number;
+  /** Lifetime of an access token. @default 30 days */
+  tokenTtlMs?: number;
+  /** scrypt cost of new passwords. */
+  passwordParams?: PasswordParams;
+  /** Brute-force slowing of `authorize`; one is made with the defaults if absent. */
+  throttle?: Throttle;
 }
 
 const APP = 'auth!app!';
 const KEY = 'auth!key!';
 const APP_KEY = 'auth!appkey!';
+const USER = 'auth!user!';
+const TOKEN = 'auth!token!';
+const USER_TOKEN = 'auth!usertoken!';
+
+/** What a wrong username and a wrong password both get: which one it was is not told. */
+const WRONG_CREDENTIALS = 'wrong username or password';
 
 export class Directory {
+  private readonly throttle: Throttle;
+  private readonly revocationListeners = new Set<(revocation: Revocation) => void>();
+  /** Verified against when a username is unknown, so that both cost one scrypt. */
+  private decoy: Promise<string> | undefined;
+  /** Users being created (between the existence check and the write). */
+  private readonly creating = new Set<string>();
+
   constructor(
     private readonly store: KeyValueStore,
     private readonly ctx: DirectoryContext,
-  ) {}
+  ) {
+    this.throttle = ctx.throttle ?? new Throttle({ now: ctx.now });
+  }
+
+  /** Calls `listener` whenever tokens are revoked (revocation, user deleted or reset). */
+  onRevocation(listener: (revocation: Revocation) => void): () => void {
+    this.revocationListeners.add(listener);
+    return () => this.revocationListeners.delete(listener);
+  }
 
   /** Creates an app with one key of each level; returns the keys (shown only now). */
   async createApp(appId: string): Promise<{ app: AppRecord; keys: Record<Level, string> }> {
@@ -115,6 +173,169 @@ export class Directory {
     if (raw === undefined) return undefined;
     const record = JSON.parse(raw) as KeyRecord;
     return record.revokedAt === null ? record : undefined;
+  }
+
+  async createUser(appId: string, username: string, password: string): Promise<{ app: string; username: string }> {
+    const app = await this.requireApp(appId);
+    const name = normaliseUsername(username);
+    validatePassword(password);
+    const key = this.userKey(app.id, name);
+    // Two concurrent sign-ups of one name: the second must not overwrite the first.
+    const exists = () => new SyncError(ErrorCode.INVALID_INPUT, `user ${name} already exists`);
+    if (this.creating.has(key)) throw exists();
+    this.creating.add(key);
+    try {
+      if ((await this.store.get(key)) !== undefined) throw exists();
+      const record: UserRecord = {
+        app: app.id,
+        username: name,
+        password: await hashPassword(password, this.ctx.passwordParams ?? defaultPasswordParams),
+        createdAt: this.ctx.now(),
+      };
+      await this.store.write([{ type: 'put', key, value: JSON.stringify(record) }], { sync: true });
+      return { app: app.id, username: name };
+    } finally {
+      this.creating.delete(key);
+    }
+  }
+
+  async user(appId: string, username: string): Promise<Omit<UserRecord, 'password'> | undefined> {
+    const raw = await this.store.get(this.userKey(normaliseAppId(appId), normaliseUsername(username)));
+    if (raw === undefined) return undefined;
+    const { password: _, ...user } = JSON.parse(raw) as UserRecord;
+    return user;
+  }
+
+  /**
+   * Exchanges a user's password for an access token of `level` (the level of the key the caller
+   * presented). Wrong username and wrong password are one error (UNAUTHENTICATED); repeated
+   * failures lock the user and the source out for a while (LIMIT_EXCEEDED, auth/throttle.ts).
+   */
+  async authorize(
+    appId: string,
+    username: string,
+    password: string,
+    level: Level,
+    source: string,
+  ): Promise<{ token: string; record: TokenRecord }> {
+    const app = await this.requireApp(appId);
+    const name = normaliseUsername(username);
+    const subjects = [`user:${app.id}/${name}`, `source:${source}`];
+    const verdict = this.throttle.check(subjects);
+    if (!verdict.allowed) {
+      throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `too many failed attempts: retry in ${Math.ceil(verdict.retryAfterMs / 1000)} s`);
+    }
+    const raw = await this.store.get(this.userKey(app.id, name));
+    const stored = raw === undefined ? await this.decoyHash() : (JSON.parse(raw) as UserRecord).password;
+    const ok = (await verifyPassword(password, stored)) && raw !== undefined;
+    if (!ok) {
+      this.throttle.fail(subjects);
+      throw new SyncError(ErrorCode.UNAUTHENTICATED, WRONG_CREDENTIALS);
+    }
+    this.throttle.succeed(subjects[0]!);
+    return this.issueToken(app.id, name, level);
+  }
+
+  /** What a presented token stands for; undefined if unknown, expired or revoked. */
+  async resolveToken(secret: string): Promise<TokenRecord | undefined> {
+    if (secretKind(secret) !== 'token') return undefined;
+    const raw = await this.store.get(TOKEN + secretHash(secret));
+    if (raw === undefined) return undefined;
+    const record = JSON.parse(raw) as TokenRecord;
+    return record.expiresAt > this.ctx.now() ? record : undefined;
+  }
+
+  /** Revokes one token of a user. */
+  async revokeToken(appId: string, username: string, tokenId: string): Promise<void> {
+    const app = normaliseAppId(appId);
+    const user = normaliseUsername(username);
+    const hash = await this.store.get(`${this.userTokensPrefix(app, user)}${tokenId}`);
+    if (hash === undefined) throw new SyncError(ErrorCode.NOT_FOUND, `${user} has no token ${tokenId}`);
+    await this.revoke(app, user, [[tokenId, hash]], []);
+  }
+
+  /**
+   * Changes a user's password and revokes their tokens, except `keepTokenId` (the session that
+   * asked, if it was a token).
+   */
+  async changePassword(appId: string, username: string, password: string, keepTokenId?: string): Promise<void> {
+    const app = normaliseAppId(appId);
+    const user = normaliseUsername(username);
+    const raw = await this.store.get(this.userKey(app, user));
+    if (raw === undefined) throw new SyncError(ErrorCode.NOT_FOUND, `no user ${user}`);
+    const record: UserRecord = { ...(JSON.parse(raw) as UserRecord), password: await hashPassword(password, this.ctx.passwordParams ?? defaultPasswordParams) };
+    const tokens = (await this.tokensOf(app, user)).filter(([id]) => id !== keepTokenId);
+    await this.revoke(app, user, tokens, [{ type: 'put', key: this.userKey(app, user), value: JSON.stringify(record) }]);
+  }
+
+  /** Revokes every token of a user; the account stays. */
+  async resetUser(appId: string, username: string): Promise<void> {
+    const app = normaliseAppId(appId);
+    const user = normaliseUsername(username);
+    if ((await this.store.get(this.userKey(app, user))) === undefined) throw new SyncError(ErrorCode.NOT_FOUND, `no user ${user}`);
+    await this.revoke(app, user, await this.tokensOf(app, user), []);
+  }
+
+  /** Deletes a user and revokes every token they had. */
+  async deleteUser(appId: string, username: string): Promise<void> {
+    const app = normaliseAppId(appId);
+    const user = normaliseUsername(username);
+    if ((await this.store.get(this.userKey(app, user))) === undefined) throw new SyncError(ErrorCode.NOT_FOUND, `no user ${user}`);
+    await this.revoke(app, user, await this.tokensOf(app, user), [{ type: 'del', key: this.userKey(app, user) }]);
+  }
+
+  private async issueToken(app: string, user: string, level: Level): Promise<{ token: string; record: TokenRecord }> {
+    const token = newSecret('token');
+    const hash = secretHash(token);
+    const now = this.ctx.now();
+    const record: TokenRecord = {
+      app,
+      user,
+      level,
+      id: randomBytes(6).toString('hex'),
+      createdAt: now,
+      expiresAt: now + (this.ctx.tokenTtlMs ?? 30 * 86_400_000),
+    };
+    await this.store.write(
+      [
+        { type: 'put', key: TOKEN + hash, value: JSON.stringify(record) },
+        { type: 'put', key: `${this.userTokensPrefix(app, user)}${record.id}`, value: hash },
+      ],
+      { sync: true },
+    );
+    return { token, record };
+  }
+
+  /** The [id, hash] of every token a user was ever issued (revoked ones included). */
+  private async tokensOf(app: string, user: string): Promise<Array<[string, string]>> {
+    const prefix = this.userTokensPrefix(app, user);
+    return (await this.store.page({ gte: prefix, lt: prefixEnd(prefix), limit: 1_000_000 })).map(([key, hash]) => [key.slice(prefix.length), hash]);
+  }
+
+  /**
+   * Deletes the tokens (they resolve to nothing from the write on) with `extra` in one atomic
+   * write, then tells the listeners.
+   */
+  private async revoke(app: string, user: string, tokens: Array<[string, string]>, extra: WriteOp[]): Promise<void> {
+    const ops: WriteOp[] = [...extra];
+    for (const [id, hash] of tokens) {
+      ops.push({ type: 'del', key: TOKEN + hash }, { type: 'del', key: `${this.userTokensPrefix(app, user)}${id}` });
+    }
+    if (ops.length > 0) await this.store.write(ops, { sync: true });
+    const revocation: Revocation = { app, user, tokenIds: tokens.map(([id]) => id) };
+    for (const listener of this.revocationListeners) listener(revocation);
+  }
+
+  private userKey(app: string, user: string): string {
+    return `${USER}${app}!${user}`;
+  }
+
+  private userTokensPrefix(app: string, user: string): string {
+    return `${USER_TOKEN}${app}!${user}!`;
+  }
+
+  private decoyHash(): Promise<string> {
+    return (this.decoy ??= hashPassword(newSecret('token'), this.ctx.passwordParams ?? defaultPasswordParams));
   }
 
   private async requireApp(appId: string): Promise<AppRecord> {

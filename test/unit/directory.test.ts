@@ -6,15 +6,16 @@
 import { describe, expect, it } from 'vitest';
 import { Directory } from '../../src/auth/directory.js';
 import { newSecret } from '../../src/auth/secrets.js';
+import type { Revocation } from '../../src/auth/directory.js';
 import { ErrorCode, SyncError } from '../../src/model/errors.js';
 import { Level } from '../../src/model/permissions.js';
 import { MemoryStore } from './memory-store.js';
 
-function setup() {
+function setup(options: { tokenTtlMs?: number } = {}) {
   const store = new MemoryStore();
-  let clock = 1_700_000_000_000;
-  const directory = new Directory(store, { now: () => clock++ });
-  return { store, directory };
+  const time = { now: 1_700_000_000_000 };
+  const directory = new Directory(store, { now: () => time.now, passwordParams: { N: 1024, r: 8, p: 1 }, ...options });
+  return { store, directory, time };
 }
 
 async function codeOfAsync(run: () => Promise<unknown>): Promise<string | undefined> {
@@ -104,5 +105,87 @@ describe('keys', () => {
     for (const presented of [newSecret('key'), newSecret('token'), '', 'Bearer x', 'sgk_short', '\u0000'.repeat(50)]) {
       expect(await directory.resolveKey(presented)).toBeUndefined();
     }
+  });
+});
+
+describe('users and tokens', () => {
+  async function withUser() {
+    const context = setup({ tokenTtlMs: 60_000 });
+    await context.directory.createApp('notes');
+    await context.directory.createUser('notes', 'Alice@Example.com', 'correct horse');
+    return context;
+  }
+
+  it('sign up once per (case-insensitive) name; the password is never stored as given', async () => {
+    const { store, directory } = await withUser();
+    expect(await directory.user('notes', 'alice@example.com')).toMatchObject({ app: 'notes', username: 'alice@example.com' });
+    expect(await codeOfAsync(() => directory.createUser('notes', 'ALICE@example.com', 'another one'))).toBe(ErrorCode.INVALID_INPUT);
+    expect(await codeOfAsync(() => directory.createUser('notes', 'bob', 'short'))).toBe(ErrorCode.INVALID_INPUT);
+    expect(await codeOfAsync(() => directory.createUser('notes', 'no spaces', 'long enough'))).toBe(ErrorCode.INVALID_INPUT);
+    expect(await codeOfAsync(() => directory.createUser('other', 'bob', 'long enough'))).toBe(ErrorCode.NOT_FOUND);
+    expect(JSON.stringify(store.batches)).not.toContain('correct horse');
+  });
+
+  it('refuses concurrent sign-ups of one name but one', async () => {
+    const { directory } = setup();
+    await directory.createApp('notes');
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => directory.createUser('notes', 'carol', 'same password')));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  });
+
+  it('authorize with the right password: a token of the caller\'s level, acting as the user, expiring', async () => {
+    const { directory, time } = await withUser();
+    const { token, record } = await directory.authorize('notes', 'ALICE@example.com', 'correct horse', Level.DEFAULT, '10.0.0.1');
+    expect(token).toMatch(/^sgt_/);
+    expect(record).toMatchObject({ app: 'notes', user: 'alice@example.com', level: Level.DEFAULT, expiresAt: time.now + 60_000 });
+    expect(await directory.resolveToken(token)).toEqual(record);
+    expect(await directory.resolveKey(token)).toBeUndefined(); // a token is not a key
+    time.now += 60_000;
+    expect(await directory.resolveToken(token)).toBeUndefined();
+  });
+
+  it('gives a wrong password and an unknown user the same answer', async () => {
+    const { directory } = await withUser();
+    expect(await codeOfAsync(() => directory.authorize('notes', 'alice@example.com', 'wrong horse', Level.DEFAULT, 'a'))).toBe(ErrorCode.UNAUTHENTICATED);
+    expect(await codeOfAsync(() => directory.authorize('notes', 'mallory', 'wrong horse', Level.DEFAULT, 'b'))).toBe(ErrorCode.UNAUTHENTICATED);
+    const messages = await Promise.all([
+      directory.authorize('notes', 'alice@example.com', 'wrong horse', Level.DEFAULT, 'c').catch((e: Error) => e.message),
+      directory.authorize('notes', 'mallory', 'wrong horse', Level.DEFAULT, 'd').catch((e: Error) => e.message),
+    ]);
+    expect(messages[0]).toBe(messages[1]);
+  });
+
+  it('locks a user out after repeated failures, even for the right password, until the lock-out ends', async () => {
+    const { directory, time } = await withUser();
+    for (let i = 0; i < 6; i++) {
+      expect(await codeOfAsync(() => directory.authorize('notes', 'alice@example.com', `guess ${i}!`, Level.DEFAULT, `addr${i}`))).toBe(ErrorCode.UNAUTHENTICATED);
+    }
+    expect(await codeOfAsync(() => directory.authorize('notes', 'alice@example.com', 'correct horse', Level.DEFAULT, 'home'))).toBe(ErrorCode.LIMIT_EXCEEDED);
+    time.now += 1000;
+    expect((await directory.authorize('notes', 'alice@example.com', 'correct horse', Level.DEFAULT, 'home')).token).toMatch(/^sgt_/);
+  });
+
+  it('revokes tokens on reset, delete, password change (keeping the asking session) and one by one, telling listeners', async () => {
+    const { directory } = await withUser();
+    const revocations: Revocation[] = [];
+    directory.onRevocation((r) => revocations.push(r));
+    const issue = () => directory.authorize('notes', 'alice@example.com', 'correct horse', Level.DEFAULT, 'x');
+    const [a, b, c] = [await issue(), await issue(), await issue()];
+    await directory.revokeToken('notes', 'alice@example.com', a.record.id);
+    expect(await directory.resolveToken(a.token)).toBeUndefined();
+    expect(await directory.resolveToken(b.token)).toBeDefined();
+    await directory.changePassword('notes', 'alice@example.com', 'new battery staple', c.record.id);
+    expect(await directory.resolveToken(b.token)).toBeUndefined();
+    expect(await directory.resolveToken(c.token)).toBeDefined();
+    expect(await codeOfAsync(() => directory.authorize('notes', 'alice@example.com', 'correct horse', Level.DEFAULT, 'x'))).toBe(ErrorCode.UNAUTHENTICATED);
+    await directory.resetUser('notes', 'alice@example.com');
+    expect(await directory.resolveToken(c.token)).toBeUndefined();
+    expect(await directory.user('notes', 'alice@example.com')).toBeDefined();
+    const d = await directory.authorize('notes', 'alice@example.com', 'new battery staple', Level.READONLY, 'x');
+    await directory.deleteUser('notes', 'alice@example.com');
+    expect(await directory.resolveToken(d.token)).toBeUndefined();
+    expect(await directory.user('notes', 'alice@example.com')).toBeUndefined();
+    expect(revocations.map((r) => r.tokenIds)).toEqual([[a.record.id], [b.record.id], [c.record.id], [d.record.id]]);
+    expect(await codeOfAsync(() => directory.deleteUser('notes', 'alice@example.com'))).toBe(ErrorCode.NOT_FOUND);
   });
 });
