@@ -3,11 +3,11 @@
  * change does; where it is applied (the cluster) is decided above it.
  */
 import { ErrorCode, SyncError } from '../model/errors.js';
-import { normaliseAppId, validateBucketName } from '../model/names.js';
+import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
 import { nodeIdKey } from '../storage/layout.js';
 import { StagedStore, type StagedStoreOptions } from '../storage/staged-store.js';
 import type { KeyValueStore } from '../storage/store.js';
-import { Partition, type EngineContext } from './partition.js';
+import { Partition, partitionId, type EngineContext } from './partition.js';
 
 export interface EngineOptions extends Omit<EngineContext, 'nodeId'>, StagedStoreOptions {
   /** Makes the id of a node on its first start (the origin of the records it accepts). */
@@ -40,14 +40,16 @@ export class Engine {
   }
 
   /** The partition of `bucket` in `app`, opened on first use. Throws INVALID_INPUT on bad names. */
-  async partition(app: string, bucket: string): Promise<Partition> {
+  /** The partition of `bucket` in `app`: the app's own, or `owner`'s private instance. */
+  async partition(app: string, bucket: string, owner: string | null = null): Promise<Partition> {
     if (this.closing) throw new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down');
     validateBucketName(bucket);
     const appId = normaliseAppId(app);
-    const id = `${appId}/${bucket}`;
+    const user = owner === null ? null : normaliseUsername(owner, 'user');
+    const id = partitionId(appId, bucket, user);
     let partition = this.partitions.get(id);
     if (partition === undefined) {
-      partition = Partition.open(appId, bucket, this.store, this.ctx);
+      partition = Partition.open(appId, bucket, user, this.store, this.ctx);
       this.partitions.set(id, partition);
       partition.then(
         (p) => this.opened.set(id, p),

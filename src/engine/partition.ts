@@ -51,7 +51,16 @@ export interface EngineContext {
   onBackgroundError: (error: unknown) => void;
 }
 
-/** Who is asking. Full users, keys and ACLs come later; today a caller is admin or not. */
+/**
+ * The id of a partition: `{app}/{bucket}` for the app's own instance of a bucket (shared by its
+ * users, or reached by admin keys), `{app}/{bucket}/{user}` for a user's private one. No part can
+ * contain `/` or `!`, so ids never collide and storage prefixes never overlap (layout.ts).
+ */
+export function partitionId(app: string, bucket: string, owner: string | null): string {
+  return owner === null ? `${app}/${bucket}` : `${app}/${bucket}/${owner}`;
+}
+
+/** Who is asking, as far as a partition cares: admin (DROP, configure) or not. */
 export interface Caller {
   admin: boolean;
 }
@@ -118,19 +127,21 @@ export class Partition {
   private constructor(
     readonly app: string,
     readonly bucket: string,
+    /** The user whose private instance of the bucket this is; null for the app's own. */
+    readonly owner: string | null,
     private readonly store: StagedStore,
     private readonly ctx: EngineContext,
     heads: { changeSeq: number; eventSeq: number },
   ) {
-    this.partition = `${app}/${bucket}`;
+    this.partition = partitionId(app, bucket, owner);
     this.layout = new PartitionLayout(this.partition);
     this.changeSeq = this.durableChangeSeq = heads.changeSeq;
     this.eventSeq = this.durableEventSeq = heads.eventSeq;
     this.failuresSeen = store.failures;
   }
 
-  static async open(app: string, bucket: string, store: StagedStore, ctx: EngineContext): Promise<Partition> {
-    const layout = new PartitionLayout(`${app}/${bucket}`);
+  static async open(app: string, bucket: string, owner: string | null, store: StagedStore, ctx: EngineContext): Promise<Partition> {
+    const layout = new PartitionLayout(partitionId(app, bucket, owner));
     const meta = (await store.get<PartitionMeta>(layout.meta, { durable: true })) ?? initialMeta;
     const lastSeq = async (range: { gte: string; lt: string }) => {
       for await (const [key] of store.entries({ ...range, reverse: true, limit: 1 })) return PartitionLayout.seqOfKey(key);
@@ -142,7 +153,7 @@ export class Partition {
       changeSeq: Math.max(await lastSeq(layout.changesFrom(1)), meta.changeLogStart - 1),
       eventSeq: await lastSeq(layout.eventsFrom(1)),
     };
-    const partition = new Partition(app, bucket, store, ctx, heads);
+    const partition = new Partition(app, bucket, owner, store, ctx, heads);
     // Finish what a crash may have interrupted: garbage left by EMPTY/DROP.
     if (meta.garbage.length > 0 || meta.changeLogStart > 1) partition.collectGarbage();
     return partition;
@@ -436,7 +447,11 @@ export class Partition {
 
   // ---------------------------------------------------------------- events
 
-  async pushEvents(inputs: readonly EventInput[], since: string | null): Promise<PushEventsOutcome> {
+  /**
+   * `author`: the authenticated user, when the caller is not admin: every event must be theirs
+   * (Simple Sync), others are rejected with INVALID_PERMISSION.
+   */
+  async pushEvents(inputs: readonly EventInput[], since: string | null, author: string | null = null): Promise<PushEventsOutcome> {
     if (inputs.length > this.ctx.limits.eventsPerRequestMax) {
       throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `at most ${this.ctx.limits.eventsPerRequestMax} events per request`);
     }
@@ -453,6 +468,9 @@ export class Partition {
         let event: EventInput;
         try {
           event = validateEvent(input, this.ctx.now(), this.ctx.limits);
+          if (author !== null && event.user !== author) {
+            throw new SyncError(ErrorCode.INVALID_PERMISSION, `user must be the authenticated user (${author})`);
+          }
         } catch (error) {
           if (!isChangeError(error)) throw error;
           rejected.push({ uuid: input.uuid, code: error.code, message: error.message });

@@ -1,12 +1,15 @@
 /** What every resolver receives. Resolvers are thin: arguments in, engine calls, views out. */
+import type { Access } from '../auth/access.js';
+import type { Directory } from '../auth/directory.js';
 import type { Engine } from '../engine/engine.js';
-import type { Caller } from '../engine/partition.js';
 import type { Limits } from '../options.js';
 
 export interface ResolverContext {
   engine: Engine;
-  /** The app every request is bound to. Until apps exist (next issue) there is one: `default`. */
-  app: string;
-  caller: Caller;
+  directory: Directory;
+  /** Who the request is (auth/access.ts): its app, level and user. */
+  access: Access;
+  /** The client's address, for brute-force slowing of sign-ins. */
+  source: string;
   limits: Limits;
 }

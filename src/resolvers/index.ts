@@ -1,4 +1,5 @@
 import type { Resolvers } from '../generated/graphql.js';
+import { AuthMutation, AuthQuery } from './auth.js';
 import { Bucket } from './bucket.js';
 import { Mutation } from './mutation.js';
 import { Query } from './query.js';
@@ -8,8 +9,8 @@ import { Subscription } from './subscription.js';
 export const resolvers: Resolvers = {
   JSON: JSONScalar,
   Cursor: CursorScalar,
-  Query,
-  Mutation,
+  Query: { ...Query, ...AuthQuery },
+  Mutation: { ...Mutation, ...AuthMutation },
   Subscription,
   Bucket,
 };

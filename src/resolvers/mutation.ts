@@ -1,14 +1,19 @@
 import type { MutationResolvers } from '../generated/graphql.js';
+import { callerOf, Capability, partitionFor } from './scope.js';
 
 export const Mutation: MutationResolvers = {
-  submitChanges: async (_, { bucket, clientId, changes }, { engine, app, caller }) =>
-    (await engine.partition(app, bucket)).submitChanges(changes, clientId ?? null, caller),
-  pushEvents: async (_, { bucket, events, since }, { engine, app }) =>
-    (await engine.partition(app, bucket)).pushEvents(events, since ?? null),
-  configureBucket: async (_, { name, config }, { engine, app, caller }) => {
-    const partition = await engine.partition(app, name);
+  submitChanges: async (_, { bucket, clientId, changes }, ctx) =>
+    (await partitionFor(ctx, bucket, Capability.WRITE)).submitChanges(changes, clientId ?? null, callerOf(ctx.access)),
+  pushEvents: async (_, { bucket, events, since }, ctx) => {
+    const partition = await partitionFor(ctx, bucket, Capability.WRITE);
+    // Simple Sync: an event's user is the authenticated user, unless the caller is admin.
+    const author = callerOf(ctx.access).admin ? null : ctx.access.user;
+    return partition.pushEvents(events, since ?? null, author);
+  },
+  configureBucket: async (_, { name, config }, ctx) => {
+    const partition = await partitionFor(ctx, name, Capability.CONFIGURE_BUCKET);
     const patch = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null && v !== undefined));
-    await partition.configure(patch, caller);
+    await partition.configure(patch, callerOf(ctx.access));
     return { partition };
   },
 };

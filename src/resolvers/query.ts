@@ -1,14 +1,14 @@
 import type { QueryResolvers } from '../generated/graphql.js';
+import { Capability, partitionFor } from './scope.js';
+
+const READ = Capability.READ;
 
 export const Query: QueryResolvers = {
-  entity: async (_, { bucket, key, version }, { engine, app }) =>
-    (await engine.partition(app, bucket)).entity(key, version ?? null),
-  entities: async (_, { bucket, first, after, includeDeleted }, { engine, app }) =>
-    (await engine.partition(app, bucket)).entities(first ?? null, after ?? null, includeDeleted === true),
-  versions: async (_, { bucket, key }, { engine, app }) => (await engine.partition(app, bucket)).versions(key),
-  changes: async (_, { bucket, since, limit }, { engine, app }) =>
-    (await engine.partition(app, bucket)).changes(since ?? null, limit ?? null),
-  events: async (_, { bucket, since, limit }, { engine, app }) =>
-    (await engine.partition(app, bucket)).events(since ?? null, limit ?? null),
-  bucket: async (_, { name }, { engine, app }) => ({ partition: await engine.partition(app, name) }),
+  entity: async (_, { bucket, key, version }, ctx) => (await partitionFor(ctx, bucket, READ)).entity(key, version ?? null),
+  entities: async (_, { bucket, first, after, includeDeleted }, ctx) =>
+    (await partitionFor(ctx, bucket, READ)).entities(first ?? null, after ?? null, includeDeleted === true),
+  versions: async (_, { bucket, key }, ctx) => (await partitionFor(ctx, bucket, READ)).versions(key),
+  changes: async (_, { bucket, since, limit }, ctx) => (await partitionFor(ctx, bucket, READ)).changes(since ?? null, limit ?? null),
+  events: async (_, { bucket, since, limit }, ctx) => (await partitionFor(ctx, bucket, READ)).events(since ?? null, limit ?? null),
+  bucket: async (_, { name }, ctx) => ({ partition: await partitionFor(ctx, name, READ) }),
 };

@@ -12,6 +12,7 @@ import { recordStream, type Sequenced } from '../engine/record-stream.js';
 import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { toGraphQLError } from '../server/errors.js';
+import { Capability, partitionFor } from './scope.js';
 
 function payloads<K extends string, T extends Sequenced>(
   field: K,
@@ -51,15 +52,17 @@ function checkCapacity(engine: Engine, limits: Limits): void {
 
 export const Subscription: SubscriptionResolvers = {
   changes: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
-      checkCapacity(engine, limits);
-      return stream(await engine.partition(app, bucket), 'changes', since, limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>;
+    subscribe: async (_, { bucket, since }, ctx) => {
+      checkCapacity(ctx.engine, ctx.limits);
+      const partition = await partitionFor(ctx, bucket, Capability.READ);
+      return stream(partition, 'changes', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>;
     },
   },
   events: {
-    subscribe: async (_, { bucket, since }, { engine, app, limits }) => {
-      checkCapacity(engine, limits);
-      return stream(await engine.partition(app, bucket), 'events', since, limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>;
+    subscribe: async (_, { bucket, since }, ctx) => {
+      checkCapacity(ctx.engine, ctx.limits);
+      const partition = await partitionFor(ctx, bucket, Capability.READ);
+      return stream(partition, 'events', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>;
     },
   },
 };

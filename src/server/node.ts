@@ -15,11 +15,13 @@ import { pino, type Logger } from 'pino';
 import { V7Generator } from 'uuidv7';
 import { WebSocketServer } from 'ws';
 import { Engine } from '../engine/engine.js';
-import { ErrorCode } from '../model/errors.js';
+import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
-import { bearerToken, keyMatches, resolveAdminKey } from './admin-key.js';
+import { keyMatches, resolveAdminKey } from './admin-key.js';
+import { Authenticator, type Access } from '../auth/access.js';
+import { Directory } from '../auth/directory.js';
 import { maskError } from './errors.js';
 import { encodeSharedResult, subscribeShared } from './shared-subscriptions.js';
 import { serveGraphQLWs } from './ws-adapter.js';
@@ -40,7 +42,6 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-const DEFAULT_APP = 'default';
 
 /** A cryptographically strong source of 32-bit numbers, refilled `size` at a time. */
 function pooledRandom(size: number): { nextUint32(): number } {
@@ -78,13 +79,29 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   });
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
-  const isAdmin = (authorization: unknown) => {
-    const token = bearerToken(authorization);
-    return token !== undefined && keyMatches(token, admin.key);
-  };
-  const contextFor = (): Omit<ResolverContext, 'caller'> => ({ engine, app: DEFAULT_APP, limits: options.limits });
+  const directory = new Directory(store, { now: () => Date.now() });
+  const authenticator = new Authenticator(directory, (secret) => keyMatches(secret, admin.key));
+  const contextFor = (access: Access, source: string): ResolverContext => ({ engine, directory, access, source, limits: options.limits });
 
-  const yoga = createYoga<object, ResolverContext>({
+  // Sessions held on a token end when it is revoked (revocation, password change, user reset or
+  // deleted): graphql-ws sockets are closed, streamed HTTP responses ended; their subscriptions
+  // go with them.
+  const sessions = new Map<string, Set<() => void>>();
+  const holdSession = (tokenId: string | null, end: () => void): (() => void) => {
+    if (tokenId === null) return () => undefined;
+    let set = sessions.get(tokenId);
+    if (set === undefined) sessions.set(tokenId, (set = new Set()));
+    set.add(end);
+    return () => {
+      set.delete(end);
+      if (set.size === 0) sessions.delete(tokenId);
+    };
+  };
+  directory.onRevocation(({ tokenIds }) => {
+    for (const id of tokenIds) for (const end of [...(sessions.get(id) ?? [])]) end();
+  });
+
+  const yoga = createYoga<ServerContext, ResolverContext>({
     schema: buildSchema(),
     graphqlEndpoint: '/graphql',
     landingPage: false,
@@ -100,24 +117,11 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     // Subscriptions over SSE keep yoga's executor: graphql-jit's subscribe path never emitted
     // (graphql-ws subscriptions are compiled separately, in shared-subscriptions.ts).
     plugins: [useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' }), useErrorCodes()],
-    context: ({
-      request,
-      connectionParams,
-      connectionAuthenticated,
-    }: {
-      request?: Request;
-      connectionParams?: Record<string, unknown>;
-      connectionAuthenticated?: boolean;
-    }) => {
-      // A graphql-ws connection was authenticated once, by onConnect, before any operation.
-      if (connectionAuthenticated === true) return { ...contextFor(), caller: { admin: true } };
-      const authorization = connectionParams !== undefined ? connectionParams['authorization'] : request?.headers.get('authorization');
-      if (!isAdmin(authorization)) {
-        throw new GraphQLError('missing or invalid credentials: send "Authorization: Bearer <admin key>"', {
-          extensions: { code: ErrorCode.UNAUTHENTICATED, http: { status: 401 } },
-        });
-      }
-      return { ...contextFor(), caller: { admin: true } };
+    // Requests are authenticated before yoga sees them (HTTP: `handle`; graphql-ws: onConnect),
+    // which hands the result in; only a request that bypassed both (none should) gets here without.
+    context: ({ access, source }: { access?: Access; source?: string }) => {
+      if (access === undefined) throw authError(new SyncError(ErrorCode.UNAUTHENTICATED, 'missing credentials'));
+      return contextFor(access, source ?? 'unknown');
     },
   });
 
@@ -150,6 +154,22 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       return;
     }
     if (url.pathname !== '/graphql') return sendError(res, 404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
+    let access: Access | undefined;
+    try {
+      access = await authenticator.authenticate({
+        authorization: req.headers.authorization,
+        app: req.headers['x-syncgraph-app'],
+        actAs: req.headers['x-syncgraph-user'],
+      });
+    } catch (error) {
+      // GraphiQL's page itself needs no credentials (the operations it sends do).
+      const page = req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+      if (!(error instanceof SyncError) || !page) {
+        const { status, code, message } = authFailure(error);
+        req.resume();
+        return sendError(res, status, code, message, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+      }
+    }
     const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req, options.limits.requestBytesMax);
     if (body === TOO_LARGE) {
       return sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, `request body is larger than ${options.limits.requestBytesMax} bytes`, {
@@ -175,11 +195,18 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         if (!res.writableFinished) abort.abort();
       });
     }
-    const response = await yoga.fetch(
-      url.toString(),
-      { method: req.method ?? 'GET', headers, body: body ?? null, ...(abort !== undefined ? { signal: abort.signal } : {}) },
-      {},
-    );
+    const release = holdSession(access?.tokenId ?? null, () => res.destroy());
+    res.once('close', release);
+    const serverContext: ServerContext = { source: req.socket.remoteAddress ?? 'unknown' };
+    if (access !== undefined) serverContext.access = access;
+    const init: RequestInit = {
+      method: req.method ?? 'GET',
+      headers,
+      // A view of the bytes read (Buffer.concat allocates a plain ArrayBuffer), not a copy.
+      body: body === undefined ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength),
+      ...(abort !== undefined ? { signal: abort.signal } : {}),
+    };
+    const response = await yoga.fetch(url.toString(), init, serverContext);
     await sendResponse(res, response);
   }
 
@@ -190,9 +217,23 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     // Our frames are written uncompressed (server/ws-outbox.ts).
     perMessageDeflate: false,
   });
+  /** What each graphql-ws connection authenticated as (in onConnect). */
+  const connections = new WeakMap<object, Access>();
   const wsCleanup = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
-      onConnect: (ctx) => isAdmin(ctx.connectionParams?.['authorization']),
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        try {
+          const access = await authenticator.authenticate({ authorization: params['authorization'], app: params['app'], actAs: params['user'] });
+          connections.set(ctx.extra.socket, access);
+          const release = holdSession(access.tokenId, () => ctx.extra.socket.close(4403, 'token revoked'));
+          ctx.extra.socket.once('close', release);
+          return true;
+        } catch (error) {
+          if (!(error instanceof SyncError)) throw error;
+          return false;
+        }
+      },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       // Encode once: subscribers running the same operation share each event's result.
       subscribe: (args) =>
@@ -205,7 +246,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           params: payload,
           connectionParams: ctx.connectionParams ?? {},
           // graphql-ws only passes operations of connections that onConnect accepted.
-          connectionAuthenticated: ctx.acknowledged,
+          access: connections.get(ctx.extra.socket),
+          source: ctx.extra.request.socket.remoteAddress ?? 'unknown',
         });
         let document;
         try {
@@ -326,6 +368,23 @@ async function sendResponse(res: ServerResponse, response: Response): Promise<vo
     reader.releaseLock();
   }
   res.end();
+}
+
+/** What our HTTP bridge hands yoga with each request (graphql-ws passes the same in getEnveloped). */
+type ServerContext = {
+  access?: Access;
+  source?: string;
+};
+
+/** HTTP status, code and message for a failed authentication. */
+function authFailure(error: unknown): { status: number; code: ErrorCode; message: string } {
+  if (!(error instanceof SyncError)) throw error;
+  const status = error.code === ErrorCode.UNAUTHENTICATED ? 401 : error.code === ErrorCode.FORBIDDEN ? 403 : 400;
+  return { status, code: error.code, message: error.message };
+}
+
+function authError(error: SyncError): GraphQLError {
+  return new GraphQLError(error.message, { extensions: { code: error.code, http: { status: authFailure(error).status } } });
 }
 
 function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string, extraHeaders: Record<string, string> = {}): void {

@@ -1,0 +1,91 @@
+/**
+ * Apps, API keys, users and access tokens (auth/directory.ts), each guarded by the capability
+ * docs/SECURITY.md gives it. Everything happens in the caller's app: no argument names another.
+ */
+import { requireCapability, type Access } from '../auth/access.js';
+import type { KeyInfo } from '../auth/directory.js';
+import type { ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
+import { ErrorCode, SyncError } from '../model/errors.js';
+import { normaliseUsername } from '../model/names.js';
+import { Capability, Level } from '../model/permissions.js';
+
+const toLevel: Record<KeyLevel, Level> = { ADMIN: Level.ADMIN, DEFAULT: Level.DEFAULT, READONLY: Level.READONLY };
+const fromLevel: Record<Level, KeyLevel> = { admin: 'ADMIN', default: 'DEFAULT', readonly: 'READONLY' };
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function apiKey(info: KeyInfo): ApiKey {
+  return { id: info.id, level: fromLevel[info.level], createdAt: iso(info.createdAt), revokedAt: info.revokedAt === null ? null : iso(info.revokedAt) };
+}
+
+function requireOperator(access: Access): void {
+  if (!access.operator) throw new SyncError(ErrorCode.FORBIDDEN, "only the node's admin key manages apps");
+}
+
+/** Whether the caller is `username` itself (a token, or a key acting as the user). */
+function isSelf(access: Access, username: string): boolean {
+  return access.user !== null && access.user === normaliseUsername(username);
+}
+
+export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user'> = {
+  viewer: (_, __, { access }) => ({ app: access.app, level: fromLevel[access.level], user: access.user, operator: access.operator }),
+  apps: async (_, __, { access, directory }) => {
+    requireOperator(access);
+    return (await directory.listApps()).map((app) => ({ id: app.id, createdAt: iso(app.createdAt) }));
+  },
+  apiKeys: async (_, __, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return (await directory.listKeys(access.app)).map(apiKey);
+  },
+  user: async (_, { username }, { access, directory }) => {
+    if (!isSelf(access, username)) requireCapability(access, Capability.MANAGE_APP);
+    const user = await directory.user(access.app, username);
+    return user === undefined ? null : { username: user.username, createdAt: iso(user.createdAt) };
+  },
+};
+
+export const AuthMutation: Pick<
+  MutationResolvers,
+  'createApp' | 'createApiKey' | 'revokeApiKey' | 'createUser' | 'authorize' | 'changePassword' | 'resetUser' | 'deleteUser'
+> = {
+  createApp: async (_, { id }, { access, directory }) => {
+    requireOperator(access);
+    const { app, keys } = await directory.createApp(id);
+    return { app: { id: app.id, createdAt: iso(app.createdAt) }, adminKey: keys.admin, defaultKey: keys.default, readonlyKey: keys.readonly };
+  },
+  createApiKey: async (_, { level }, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    const { key, info } = await directory.createKey(access.app, toLevel[level]);
+    return { key, info: apiKey(info) };
+  },
+  revokeApiKey: async (_, { id }, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return apiKey(await directory.revokeKey(access.app, id));
+  },
+  createUser: async (_, { username, password }, { access, directory }) => {
+    requireCapability(access, Capability.CREATE_USER);
+    await directory.createUser(access.app, username, password);
+    const user = (await directory.user(access.app, username))!;
+    return { username: user.username, createdAt: iso(user.createdAt) };
+  },
+  authorize: async (_, { username, password }, { access, directory, source }) => {
+    requireCapability(access, Capability.AUTHORIZE);
+    const { token, record } = await directory.authorize(access.app, username, password, access.level, source);
+    return { token, id: record.id, username: record.user, level: fromLevel[record.level], expiresAt: iso(record.expiresAt) };
+  },
+  changePassword: async (_, { username, password }, { access, directory }) => {
+    if (!isSelf(access, username)) requireCapability(access, Capability.MANAGE_APP);
+    else requireCapability(access, Capability.CHANGE_PASSWORD);
+    await directory.changePassword(access.app, username, password, access.tokenId ?? undefined);
+    return true;
+  },
+  resetUser: async (_, { username }, { access, directory }) => {
+    requireCapability(access, Capability.RESET_USER);
+    await directory.resetUser(access.app, username);
+    return true;
+  },
+  deleteUser: async (_, { username }, { access, directory }) => {
+    requireCapability(access, Capability.DELETE_USER);
+    await directory.deleteUser(access.app, username);
+    return true;
+  },
+};
