@@ -72,8 +72,10 @@ export interface DirectoryContext {
   tokenTtlMs?: number;
   /** scrypt cost of new passwords. */
   passwordParams?: PasswordParams;
-  /** Brute-force slowing of `authorize`; one is made with the defaults if absent. */
-  throttle?: Throttle;
+  /** Brute-force slowing of `authorize`, per user (default: 5 free failures) ... */
+  userThrottle?: Throttle;
+  /** ... and per source address (default: 50, for the many users behind one NAT). */
+  sourceThrottle?: Throttle;
 }
 
 const APP = 'auth!app!';
@@ -87,7 +89,8 @@ const USER_TOKEN = 'auth!usertoken!';
 const WRONG_CREDENTIALS = 'wrong username or password';
 
 export class Directory {
-  private readonly throttle: Throttle;
+  private readonly userThrottle: Throttle;
+  private readonly sourceThrottle: Throttle;
   private readonly revocationListeners = new Set<(revocation: Revocation) => void>();
   /** Verified against when a username is unknown, so that both cost one scrypt. */
   private decoy: Promise<string> | undefined;
@@ -98,7 +101,8 @@ export class Directory {
     private readonly store: KeyValueStore,
     private readonly ctx: DirectoryContext,
   ) {
-    this.throttle = ctx.throttle ?? new Throttle({ now: ctx.now });
+    this.userThrottle = ctx.userThrottle ?? new Throttle({ now: ctx.now });
+    this.sourceThrottle = ctx.sourceThrottle ?? new Throttle({ now: ctx.now, freeFailures: 50 });
   }
 
   /** Calls `listener` whenever tokens are revoked (revocation, user deleted or reset). */
@@ -220,19 +224,22 @@ export class Directory {
   ): Promise<{ token: string; record: TokenRecord }> {
     const app = await this.requireApp(appId);
     const name = normaliseUsername(username);
-    const subjects = [`user:${app.id}/${name}`, `source:${source}`];
-    const verdict = this.throttle.check(subjects);
-    if (!verdict.allowed) {
-      throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `too many failed attempts: retry in ${Math.ceil(verdict.retryAfterMs / 1000)} s`);
+    const userSubject = [`${app.id}/${name}`];
+    const sourceSubject = [source];
+    for (const verdict of [this.userThrottle.check(userSubject), this.sourceThrottle.check(sourceSubject)]) {
+      if (!verdict.allowed) {
+        throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `too many failed attempts: retry in ${Math.ceil(verdict.retryAfterMs / 1000)} s`);
+      }
     }
     const raw = await this.store.get(this.userKey(app.id, name));
     const stored = raw === undefined ? await this.decoyHash() : (JSON.parse(raw) as UserRecord).password;
     const ok = (await verifyPassword(password, stored)) && raw !== undefined;
     if (!ok) {
-      this.throttle.fail(subjects);
+      this.userThrottle.fail(userSubject);
+      this.sourceThrottle.fail(sourceSubject);
       throw new SyncError(ErrorCode.UNAUTHENTICATED, WRONG_CREDENTIALS);
     }
-    this.throttle.succeed(subjects[0]!);
+    this.userThrottle.succeed(userSubject[0]!);
     return this.issueToken(app.id, name, level);
   }
 

@@ -1,5 +1,6 @@
 /**
- * Brute-force slowing for password checks, per user and per source address.
+ * Brute-force slowing for password checks; the directory keeps one per user and one per source
+ * address, the latter more lenient (many users may sign in from behind one NAT).
  *
  * Each subject (a user of an app, a source address) may fail `freeFailures` times; after that,
  * every further failure locks it out for twice as long as the last lock-out (from `baseLockMs` up

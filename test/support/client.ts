@@ -25,7 +25,7 @@ export async function gql<T, V>(
   node: Pick<NodeProcess, 'graphqlUrl' | 'adminKey'>,
   document: TypedDocumentNode<T, V>,
   variables: V,
-  options: { token?: string | null } = {},
+  options: { token?: string | null; headers?: Record<string, string> } = {},
 ): Promise<Result<T>> {
   return rawPost(node, { query: print(document), variables }, options);
 }
@@ -33,10 +33,10 @@ export async function gql<T, V>(
 export async function rawPost(
   node: Pick<NodeProcess, 'graphqlUrl' | 'adminKey'>,
   body: unknown,
-  options: { token?: string | null; contentType?: string } = {},
+  options: { token?: string | null; contentType?: string; headers?: Record<string, string> } = {},
 ): Promise<Result<never> & Record<string, unknown>> {
   const token = options.token === undefined ? node.adminKey : options.token;
-  const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/json', accept: 'application/json' };
+  const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/json', accept: 'application/json', ...options.headers };
   if (token !== null) headers['authorization'] = `Bearer ${token}`;
   const response = await fetch(node.graphqlUrl, {
     method: 'POST',
@@ -54,14 +54,24 @@ export async function gqlData<T, V>(node: Pick<NodeProcess, 'graphqlUrl' | 'admi
   return result.data;
 }
 
-export function wsClient(node: Pick<NodeProcess, 'wsUrl' | 'adminKey'>, token: string | null = node.adminKey): Client {
+export function wsClient(
+  node: Pick<NodeProcess, 'wsUrl' | 'adminKey'>,
+  token: string | null = node.adminKey,
+  options: { params?: Record<string, string>; onClosed?: (code: number, reason: string) => void } = {},
+): Client {
   return createClient({
     url: node.wsUrl,
     webSocketImpl: WebSocket,
     lazy: false,
     retryAttempts: 0,
-    connectionParams: token === null ? {} : { authorization: `Bearer ${token}` },
+    connectionParams: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...options.params },
     onNonLazyError: () => undefined,
+    on: {
+      closed: (event) => {
+        const { code, reason } = event as { code: number; reason: string };
+        options.onClosed?.(code, String(reason));
+      },
+    },
   });
 }
 

@@ -175,3 +175,96 @@ export const EventsSubscription = graphql(`
     }
   }
 `);
+
+export const CreateApp = graphql(`
+  mutation CreateApp($id: ID!) {
+    createApp(id: $id) {
+      app {
+        id
+      }
+      adminKey
+      defaultKey
+      readonlyKey
+    }
+  }
+`);
+
+export const CreateUser = graphql(`
+  mutation CreateUser($username: String!, $password: String!) {
+    createUser(username: $username, password: $password) {
+      username
+    }
+  }
+`);
+
+export const Authorize = graphql(`
+  mutation Authorize($username: String!, $password: String!) {
+    authorize(username: $username, password: $password) {
+      token
+      id
+      username
+      level
+      expiresAt
+    }
+  }
+`);
+
+export const Viewer = graphql(`
+  query Viewer {
+    viewer {
+      app
+      level
+      user
+      operator
+    }
+  }
+`);
+
+export const ApiKeys = graphql(`
+  query ApiKeys {
+    apiKeys {
+      id
+      level
+      revokedAt
+    }
+  }
+`);
+
+export const CreateApiKey = graphql(`
+  mutation CreateApiKey($level: KeyLevel!) {
+    createApiKey(level: $level) {
+      key
+      info {
+        id
+        level
+      }
+    }
+  }
+`);
+
+export const RevokeApiKey = graphql(`
+  mutation RevokeApiKey($id: ID!) {
+    revokeApiKey(id: $id) {
+      id
+      revokedAt
+    }
+  }
+`);
+
+export const ResetUser = graphql(`
+  mutation ResetUser($username: String!) {
+    resetUser(username: $username)
+  }
+`);
+
+export const DeleteUser = graphql(`
+  mutation DeleteUser($username: String!) {
+    deleteUser(username: $username)
+  }
+`);
+
+export const ChangePassword = graphql(`
+  mutation ChangePassword($username: String!, $password: String!) {
+    changePassword(username: $username, password: $password)
+  }
+`);

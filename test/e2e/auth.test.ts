@@ -1,0 +1,217 @@
+/**
+ * Black-box: apps, API keys, users and access tokens against a real node process (issue 3, in
+ * progress). Who may do what, that a user's buckets are their own, that nothing crosses apps,
+ * that revocation ends live sessions, and that guessing passwords gets slowed down.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collect, deferred, gql, gqlData, wsClient } from '../support/client.js';
+import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
+import {
+  ApiKeys,
+  Authorize,
+  ChangesPage,
+  ChangesSubscription,
+  ConfigureBucket,
+  CreateApiKey,
+  CreateApp,
+  CreateUser,
+  DeleteUser,
+  GetEntity,
+  PushEvents,
+  ResetUser,
+  RevokeApiKey,
+  SubmitChanges,
+  Viewer,
+} from '../support/operations.js';
+
+let node: NodeProcess;
+let n = 0;
+const fresh = (prefix: string) => `${prefix}${++n}-${Date.now().toString(36)}`;
+const hex = () => Math.floor(Math.random() * 2 ** 48).toString(16).padStart(12, '0') + (++n).toString(16);
+
+beforeAll(async () => {
+  node = await startNodeProcess();
+});
+afterAll(cleanupNodes);
+
+/** A new app with its three keys, and a user signed in with the default key. */
+async function appWithUser(username = 'alice@example.com', password = 'correct horse') {
+  const created = (await gqlData(node, CreateApp, { id: fresh('app') })).createApp;
+  const as = (token: string, headers?: Record<string, string>) => ({ token, ...(headers ? { headers } : {}) });
+  const user = await gql(node, CreateUser, { username, password }, as(created.readonlyKey));
+  expect(user.errors).toBeUndefined();
+  const signIn = await gql(node, Authorize, { username, password }, as(created.defaultKey));
+  expect(signIn.errors).toBeUndefined();
+  return { ...created, token: signIn.data!.authorize.token, tokenId: signIn.data!.authorize.id, as };
+}
+
+async function writeAs(token: string, bucket: string, key: string, data: Record<string, unknown>) {
+  return gql(node, SubmitChanges, { bucket, changes: [{ ccid: hex(), key, op: 'MODIFY', data }] }, { token });
+}
+
+describe('apps and keys', () => {
+  it('are created by the node admin key only, with a key of each level bound to the app', async () => {
+    const created = (await gqlData(node, CreateApp, { id: fresh('App') })).createApp;
+    expect(created.adminKey).toMatch(/^sgk_/);
+    for (const [key, level] of [
+      [created.adminKey, 'ADMIN'],
+      [created.defaultKey, 'DEFAULT'],
+      [created.readonlyKey, 'READONLY'],
+    ] as const) {
+      const viewer = await gql(node, Viewer, {}, { token: key });
+      expect(viewer.data?.viewer).toEqual({ app: created.app.id, level, user: null, operator: false });
+    }
+    const refused = await gql(node, CreateApp, { id: fresh('other') }, { token: created.adminKey });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+
+  it('are listed without secrets, and stop working once revoked (admin only)', async () => {
+    const { adminKey, defaultKey } = await appWithUser();
+    const made = (await gql(node, CreateApiKey, { level: 'DEFAULT' }, { token: adminKey })).data!.createApiKey;
+    const listed = (await gql(node, ApiKeys, {}, { token: adminKey })).data!.apiKeys;
+    expect(listed.map((k) => k.id)).toContain(made.info.id);
+    expect(JSON.stringify(listed)).not.toContain('sgk_');
+    expect((await gql(node, ApiKeys, {}, { token: defaultKey })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    await gql(node, RevokeApiKey, { id: made.info.id }, { token: adminKey });
+    const after = await gql(node, Viewer, {}, { token: made.key });
+    expect(after.status).toBe(401);
+    expect(after.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('refuse a header naming another app, and unknown credentials', async () => {
+    const a = await appWithUser();
+    const b = await appWithUser();
+    const crossed = await gql(node, Viewer, {}, { token: a.adminKey, headers: { 'x-syncgraph-app': b.app.id } });
+    expect(crossed.status).toBe(403);
+    expect(crossed.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    const tokenCrossed = await gql(node, Viewer, {}, { token: a.token, headers: { 'x-syncgraph-app': b.app.id } });
+    expect(tokenCrossed.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    for (const token of ['sgk_' + 'A'.repeat(43), 'sgt_' + 'A'.repeat(43), 'nonsense']) {
+      const result = await gql(node, Viewer, {}, { token });
+      expect(result.status).toBe(401);
+      expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    }
+  });
+});
+
+describe("a user's buckets", () => {
+  it('are their own: the same bucket and key hold different data for alice and bob', async () => {
+    const app = await appWithUser('alice');
+    await gql(node, CreateUser, { username: 'bob', password: 'bob password' }, { token: app.defaultKey });
+    const bob = (await gql(node, Authorize, { username: 'bob', password: 'bob password' }, { token: app.defaultKey })).data!.authorize.token;
+    expect((await writeAs(app.token, 'notes', 'k', { owner: 'alice' })).errors).toBeUndefined();
+    expect((await writeAs(bob, 'notes', 'k', { owner: 'bob' })).errors).toBeUndefined();
+    const read = async (token: string) => (await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token })).data?.entity?.data;
+    expect(await read(app.token)).toEqual({ owner: 'alice' });
+    expect(await read(bob)).toEqual({ owner: 'bob' });
+    // An admin key acting as alice sees alice's; on its own, the app's instance (empty).
+    const asAlice = await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token: app.adminKey, headers: { 'x-syncgraph-user': 'alice' } });
+    expect(asAlice.data?.entity?.data).toEqual({ owner: 'alice' });
+    expect((await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token: app.adminKey })).data?.entity).toBeNull();
+  });
+
+  it("cannot be paged with another user's cursor", async () => {
+    const app = await appWithUser('carol');
+    await gql(node, CreateUser, { username: 'dave', password: 'dave password' }, { token: app.defaultKey });
+    const dave = (await gql(node, Authorize, { username: 'dave', password: 'dave password' }, { token: app.defaultKey })).data!.authorize.token;
+    await writeAs(app.token, 'notes', 'secret', { text: "carol's" });
+    const carolPage = (await gql(node, ChangesPage, { bucket: 'notes', limit: 10 }, { token: app.token })).data!.changes;
+    const forged = await gql(node, ChangesPage, { bucket: 'notes', since: carolPage.cursor, limit: 10 }, { token: dave });
+    expect(forged.errors?.[0]?.extensions?.code).toBe('INVALID_CURSOR');
+    const davePage = (await gql(node, ChangesPage, { bucket: 'notes', limit: 10 }, { token: dave })).data!.changes;
+    expect(davePage.changes).toEqual([]);
+  });
+
+  it('are out of reach of default and read-only keys without a user, and of acting-as from non-admin keys', async () => {
+    const app = await appWithUser('erin');
+    for (const token of [app.defaultKey, app.readonlyKey]) {
+      expect((await writeAs(token, 'notes', 'k', {})).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      const actAs = await gql(node, Viewer, {}, { token, headers: { 'x-syncgraph-user': 'erin' } });
+      expect(actAs.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    }
+  });
+});
+
+describe('levels', () => {
+  it('a token has the level of the key it was issued with', async () => {
+    const app = await appWithUser('frank', 'frank password');
+    const readonly = (await gql(node, Authorize, { username: 'frank', password: 'frank password' }, { token: app.readonlyKey })).data!.authorize;
+    expect(readonly.level).toBe('READONLY');
+    expect((await gql(node, Viewer, {}, { token: readonly.token })).data?.viewer).toEqual({ app: app.app.id, level: 'READONLY', user: 'frank', operator: false });
+    const refused = await writeAs(readonly.token, 'notes', 'k', { x: 1 });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    const page = await gql(node, ChangesPage, { bucket: 'notes', limit: 10 }, { token: app.token });
+    expect(page.data?.changes.changes).toEqual([]); // nothing was written
+  });
+
+  it('a default token may write but not DROP, configure, reset or delete users', async () => {
+    const app = await appWithUser('gina');
+    expect((await writeAs(app.token, 'notes', 'k', { a: 1 })).errors).toBeUndefined();
+    const drop = await gql(node, SubmitChanges, { bucket: 'notes', changes: [{ ccid: hex(), op: 'DROP' }] }, { token: app.token });
+    expect(drop.data?.submitChanges[0]?.error?.code).toBe('INVALID_PERMISSION');
+    const configure = await gql(node, ConfigureBucket, { name: 'notes', config: { versionMax: 5 } }, { token: app.token });
+    expect(configure.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await gql(node, ResetUser, { username: 'gina' }, { token: app.token })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await gql(node, DeleteUser, { username: 'gina' }, { token: app.defaultKey })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+
+  it("a user pushes events only under their own name (Simple Sync), unless admin", async () => {
+    const app = await appWithUser('hank');
+    const event = (user: string) => {
+      const uuid = '01890a5d-ac96-774b-bcce-b302099a8057';
+      return { uuid, timestamp: String(0x01890a5dac96), user, item: 'doc', action: 'edit', payload: '{}' };
+    };
+    const pushed = await gql(node, PushEvents, { bucket: 'log', events: [event('someone-else')] }, { token: app.token });
+    expect(pushed.data?.pushEvents.rejected[0]?.code).toBe('INVALID_PERMISSION');
+    const own = await gql(node, PushEvents, { bucket: 'log', events: [event('hank')] }, { token: app.token });
+    expect(own.data?.pushEvents.accepted).toHaveLength(1);
+  });
+});
+
+describe('sessions', () => {
+  it("resetting a user ends their live subscription and their token", async () => {
+    const app = await appWithUser('ivy');
+    const closed = deferred<number>();
+    const client = wsClient(node, app.token, { onClosed: (code) => closed.resolve(code) });
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'notes', since: null });
+      await writeAs(app.token, 'notes', 'k', { a: 1 });
+      await sub.until(1);
+      expect((await gql(node, ResetUser, { username: 'ivy' }, { token: app.adminKey })).data?.resetUser).toBe(true);
+      expect(await closed.promise).toBe(4403);
+      expect((await gql(node, Viewer, {}, { token: app.token })).status).toBe(401);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('a socket that does not authenticate is refused', async () => {
+    const closed = deferred<number>();
+    const client = wsClient(node, 'sgt_' + 'B'.repeat(43), { onClosed: (code) => closed.resolve(code) });
+    expect(await closed.promise).toBe(4403);
+    await client.dispose();
+  });
+});
+
+describe('passwords', () => {
+  it('repeated wrong guesses lock the user out, even for the right password', async () => {
+    const app = await appWithUser('jack', 'the right one');
+    // Other users from the same address are not locked out by jack's (only 50 failures are).
+    const other = await appWithUser('lena', 'lena password');
+    for (let i = 0; i < 6; i++) {
+      const wrong = await gql(node, Authorize, { username: 'jack', password: `wrong guess ${i}` }, { token: app.defaultKey });
+      expect(wrong.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    }
+    const locked = await gql(node, Authorize, { username: 'jack', password: 'the right one' }, { token: app.defaultKey });
+    expect(locked.errors?.[0]?.extensions?.code).toBe('LIMIT_EXCEEDED');
+    const unaffected = await gql(node, Authorize, { username: 'lena', password: 'lena password' }, { token: other.defaultKey });
+    expect(unaffected.data?.authorize.username).toBe('lena');
+  });
+
+  it('an unknown user and a wrong password get the same error', async () => {
+    const app = await appWithUser('kate', 'kate password');
+    const wrong = await gql(node, Authorize, { username: 'kate', password: 'not it at all' }, { token: app.defaultKey });
+    const unknown = await gql(node, Authorize, { username: 'nobody', password: 'not it at all' }, { token: app.defaultKey });
+    expect(wrong.errors?.[0]).toEqual(unknown.errors?.[0]);
+  });
+});
