@@ -8,17 +8,21 @@
  *   auth!user!{app}!{username}         UserRecord (the password as scrypt's stored form)
  *   auth!token!{sha256(token)}         TokenRecord
  *   auth!usertoken!{app}!{user}!{id}   the hash of token `id` of a user, to revoke them all
+ *   auth!shared!{app}!{bucket}         the bucket is shared by the app's users (ACL applies)
+ *   auth!acl!{app}!{seq}               AclRule, in the order they were granted
  *
  * Keys and tokens are stored only as hashes (auth/secrets.ts): each is shown once, when created.
  * Every key and token belongs to exactly one app, so resolving it also decides which app a request
  * is bound to: there is no way to name another app with it. A token has the level of the key it
  * was issued with and acts as its user. Writes are synced before they are acknowledged.
  *
- * Work in progress (issue 3): ACL rules come next, in the same manner.
+ * Shared buckets and ACL rules are read on every request that touches a shared bucket, so they
+ * are kept in memory per app once loaded (this node is their only writer).
  */
 import { randomBytes } from 'node:crypto';
+import { validateRule, type AclRule } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
-import { normaliseAppId, normaliseUsername } from '../model/names.js';
+import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
 import { Level } from '../model/permissions.js';
 import { prefixEnd, type KeyValueStore, type WriteOp } from '../storage/store.js';
 import { defaultPasswordParams, hashPassword, newSecret, secretHash, secretKind, validatePassword, verifyPassword, type PasswordParams } from './secrets.js';
@@ -84,6 +88,8 @@ const APP_KEY = 'auth!appkey!';
 const USER = 'auth!user!';
 const TOKEN = 'auth!token!';
 const USER_TOKEN = 'auth!usertoken!';
+const SHARED = 'auth!shared!';
+const ACL = 'auth!acl!';
 
 /** What a wrong username and a wrong password both get: which one it was is not told. */
 const WRONG_CREDENTIALS = 'wrong username or password';
@@ -96,6 +102,10 @@ export class Directory {
   private decoy: Promise<string> | undefined;
   /** Users being created (between the existence check and the write). */
   private readonly creating = new Set<string>();
+  private readonly sharedByApp = new Map<string, Promise<Set<string>>>();
+  private readonly rulesByApp = new Map<string, Promise<Array<{ key: string; rule: AclRule }>>>();
+  /** Serialises ACL and sharing updates per app (read, then write). */
+  private readonly updating = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly store: KeyValueStore,
@@ -289,6 +299,93 @@ export class Directory {
     const user = normaliseUsername(username);
     if ((await this.store.get(this.userKey(app, user))) === undefined) throw new SyncError(ErrorCode.NOT_FOUND, `no user ${user}`);
     await this.revoke(app, user, await this.tokensOf(app, user), [{ type: 'del', key: this.userKey(app, user) }]);
+  }
+
+  // ------------------------------------------------------------------ sharing and ACL
+
+  /** The app's shared buckets. */
+  async sharedBuckets(appId: string): Promise<ReadonlySet<string>> {
+    const app = normaliseAppId(appId);
+    let shared = this.sharedByApp.get(app);
+    if (shared === undefined) {
+      const prefix = `${SHARED}${app}!`;
+      shared = this.store.page({ gte: prefix, lt: prefixEnd(prefix), limit: 1_000_000 }).then((rows) => new Set(rows.map(([key]) => key.slice(prefix.length))));
+      this.sharedByApp.set(app, shared);
+      shared.catch(() => this.sharedByApp.delete(app));
+    }
+    return shared;
+  }
+
+  /** Declares a bucket shared by the app's users (access then follows the ACL), or private again. */
+  async setShared(appId: string, bucket: string, shared: boolean): Promise<ReadonlySet<string>> {
+    const app = (await this.requireApp(appId)).id;
+    validateBucketName(bucket);
+    return this.serially(app, async () => {
+      const current = new Set(await this.sharedBuckets(app));
+      const key = `${SHARED}${app}!${bucket}`;
+      await this.store.write([shared ? { type: 'put', key, value: '{}' } : { type: 'del', key }], { sync: true });
+      if (shared) current.add(bucket);
+      else current.delete(bucket);
+      this.sharedByApp.set(app, Promise.resolve(current));
+      return current;
+    });
+  }
+
+  /** The app's ACL rules, oldest first (model/acl.ts decides with them). */
+  async aclRules(appId: string): Promise<readonly AclRule[]> {
+    return (await this.ruleEntries(normaliseAppId(appId))).map((entry) => entry.rule);
+  }
+
+  /** Adds a rule (the newest wins ties); answers the rules now in force. */
+  async grant(appId: string, input: { user: string; item: string; action: string; type: string }): Promise<readonly AclRule[]> {
+    const app = (await this.requireApp(appId)).id;
+    const rule = validateRule(input);
+    return this.serially(app, async () => {
+      const entries = [...(await this.ruleEntries(app))];
+      const last = entries.at(-1)?.key;
+      const seq = last === undefined ? 1 : Number(last.slice(last.lastIndexOf('!') + 1)) + 1;
+      const key = `${ACL}${app}!${String(seq).padStart(12, '0')}`;
+      await this.store.write([{ type: 'put', key, value: JSON.stringify(rule) }], { sync: true });
+      entries.push({ key, rule });
+      this.rulesByApp.set(app, Promise.resolve(entries));
+      return entries.map((entry) => entry.rule);
+    });
+  }
+
+  /** Removes every rule equal to `input`; answers the rules now in force. */
+  async revokeRule(appId: string, input: { user: string; item: string; action: string; type: string }): Promise<readonly AclRule[]> {
+    const app = (await this.requireApp(appId)).id;
+    const rule = validateRule(input);
+    return this.serially(app, async () => {
+      const entries = await this.ruleEntries(app);
+      const same = (r: AclRule) => r.user === rule.user && r.item === rule.item && r.action === rule.action && r.type === rule.type;
+      const removed = entries.filter((entry) => same(entry.rule));
+      if (removed.length === 0) throw new SyncError(ErrorCode.NOT_FOUND, 'no such rule');
+      await this.store.write(removed.map((entry) => ({ type: 'del' as const, key: entry.key })), { sync: true });
+      const kept = entries.filter((entry) => !same(entry.rule));
+      this.rulesByApp.set(app, Promise.resolve(kept));
+      return kept.map((entry) => entry.rule);
+    });
+  }
+
+  private ruleEntries(app: string): Promise<Array<{ key: string; rule: AclRule }>> {
+    let entries = this.rulesByApp.get(app);
+    if (entries === undefined) {
+      const prefix = `${ACL}${app}!`;
+      entries = this.store
+        .page({ gte: prefix, lt: prefixEnd(prefix), limit: 1_000_000 })
+        .then((rows) => rows.map(([key, raw]) => ({ key, rule: JSON.parse(raw) as AclRule })));
+      this.rulesByApp.set(app, entries);
+      entries.catch(() => this.rulesByApp.delete(app));
+    }
+    return entries;
+  }
+
+  private serially<T>(app: string, run: () => Promise<T>): Promise<T> {
+    const previous = this.updating.get(app) ?? Promise.resolve();
+    const next = previous.then(run, run);
+    this.updating.set(app, next.catch(() => undefined));
+    return next;
   }
 
   private async issueToken(app: string, user: string, level: Level): Promise<{ token: string; record: TokenRecord }> {

@@ -63,6 +63,11 @@ export function partitionId(app: string, bucket: string, owner: string | null): 
 /** Who is asking, as far as a partition cares: admin (DROP, configure) or not. */
 export interface Caller {
   admin: boolean;
+  /**
+   * Whether the caller may change `key` (null: the whole bucket, EMPTY and DROP); absent means
+   * yes. A refusal is that change's INVALID_PERMISSION (the ACL of shared buckets decides).
+   */
+  mayChange?: (key: string | null) => boolean;
 }
 
 export interface ChangeInput {
@@ -242,6 +247,7 @@ export class Partition {
     switch (input.op) {
       case 'MODIFY': {
         const key = this.requireKey(input.key);
+        this.checkMayChange(caller, key);
         if (has(input.data) === has(input.diff)) throw invalidInput('MODIFY needs exactly one of data and diff');
         if (has(input.data)) {
           if (!isJsonObject(input.data)) throw invalidInput('data must be a JSON object');
@@ -255,6 +261,7 @@ export class Partition {
       }
       case 'DELETE': {
         const key = this.requireKey(input.key);
+        this.checkMayChange(caller, key);
         if (has(input.data) || has(input.diff)) throw invalidInput('DELETE takes no data or diff');
         return { op: 'DELETE', key, baseVersion };
       }
@@ -266,6 +273,7 @@ export class Partition {
         if (input.op === 'DROP' && !caller.admin) {
           throw new SyncError(ErrorCode.INVALID_PERMISSION, 'DROP needs administrative privileges');
         }
+        if (caller.mayChange?.(null) === false) throw new SyncError(ErrorCode.INVALID_PERMISSION, `${input.op} of this bucket is not allowed`);
         return { op: input.op };
       }
       default:
@@ -277,6 +285,10 @@ export class Partition {
     if (key === undefined || key === null) throw invalidInput('key is required');
     validateEntityKey(key);
     return key;
+  }
+
+  private checkMayChange(caller: Caller, key: string): void {
+    if (caller.mayChange?.(key) === false) throw new SyncError(ErrorCode.INVALID_PERMISSION, `changing ${key} is not allowed`);
   }
 
   private checkSize(value: unknown, field: string): void {
@@ -449,9 +461,15 @@ export class Partition {
 
   /**
    * `author`: the authenticated user, when the caller is not admin: every event must be theirs
-   * (Simple Sync), others are rejected with INVALID_PERMISSION.
+   * (Simple Sync). `mayPush`: the ACL's word on each event. Refused events are rejected with
+   * INVALID_PERMISSION.
    */
-  async pushEvents(inputs: readonly EventInput[], since: string | null, author: string | null = null): Promise<PushEventsOutcome> {
+  async pushEvents(
+    inputs: readonly EventInput[],
+    since: string | null,
+    author: string | null = null,
+    mayPush?: (event: EventInput) => boolean,
+  ): Promise<PushEventsOutcome> {
     if (inputs.length > this.ctx.limits.eventsPerRequestMax) {
       throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `at most ${this.ctx.limits.eventsPerRequestMax} events per request`);
     }
@@ -470,6 +488,9 @@ export class Partition {
           event = validateEvent(input, this.ctx.now(), this.ctx.limits);
           if (author !== null && event.user !== author) {
             throw new SyncError(ErrorCode.INVALID_PERMISSION, `user must be the authenticated user (${author})`);
+          }
+          if (mayPush?.(event) === false) {
+            throw new SyncError(ErrorCode.INVALID_PERMISSION, `${event.action} on ${event.item} is not allowed`);
           }
         } catch (error) {
           if (!isChangeError(error)) throw error;

@@ -4,7 +4,8 @@
  */
 import { requireCapability, type Access } from '../auth/access.js';
 import type { KeyInfo } from '../auth/directory.js';
-import type { ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
+import type { AclRule as AclRuleOut, AclType, ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
+import type { AclRule } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseUsername } from '../model/names.js';
 import { Capability, Level } from '../model/permissions.js';
@@ -17,6 +18,9 @@ function apiKey(info: KeyInfo): ApiKey {
   return { id: info.id, level: fromLevel[info.level], createdAt: iso(info.createdAt), revokedAt: info.revokedAt === null ? null : iso(info.revokedAt) };
 }
 
+const aclOut = (rule: AclRule): AclRuleOut => ({ user: rule.user, item: rule.item, action: rule.action, type: rule.type === 'allow' ? 'ALLOW' : 'DENY' });
+const aclIn = (rule: { user: string; item: string; action: string; type: AclType }) => ({ ...rule, type: rule.type === 'ALLOW' ? 'allow' : 'deny' });
+
 function requireOperator(access: Access): void {
   if (!access.operator) throw new SyncError(ErrorCode.FORBIDDEN, "only the node's admin key manages apps");
 }
@@ -26,7 +30,12 @@ function isSelf(access: Access, username: string): boolean {
   return access.user !== null && access.user === normaliseUsername(username);
 }
 
-export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user'> = {
+export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets'> = {
+  aclRules: async (_, __, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return (await directory.aclRules(access.app)).map(aclOut);
+  },
+  sharedBuckets: async (_, __, { access, directory }) => [...(await directory.sharedBuckets(access.app))].sort(),
   viewer: (_, __, { access }) => ({ app: access.app, level: fromLevel[access.level], user: access.user, operator: access.operator }),
   apps: async (_, __, { access, directory }) => {
     requireOperator(access);
@@ -45,8 +54,20 @@ export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'us
 
 export const AuthMutation: Pick<
   MutationResolvers,
-  'createApp' | 'createApiKey' | 'revokeApiKey' | 'createUser' | 'authorize' | 'changePassword' | 'resetUser' | 'deleteUser'
+  'createApp' | 'createApiKey' | 'revokeApiKey' | 'createUser' | 'authorize' | 'changePassword' | 'resetUser' | 'deleteUser' | 'grantAcl' | 'revokeAcl' | 'shareBucket'
 > = {
+  grantAcl: async (_, { rule }, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return (await directory.grant(access.app, aclIn(rule))).map(aclOut);
+  },
+  revokeAcl: async (_, { rule }, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return (await directory.revokeRule(access.app, aclIn(rule))).map(aclOut);
+  },
+  shareBucket: async (_, { name, shared }, { access, directory }) => {
+    requireCapability(access, Capability.MANAGE_APP);
+    return [...(await directory.setShared(access.app, name, shared))].sort();
+  },
   createApp: async (_, { id }, { access, directory }) => {
     requireOperator(access);
     const { app, keys } = await directory.createApp(id);

@@ -1,19 +1,22 @@
 import type { MutationResolvers } from '../generated/graphql.js';
-import { callerOf, Capability, partitionFor } from './scope.js';
+import { ErrorCode, SyncError } from '../model/errors.js';
+import { Capability, scopeFor } from './scope.js';
 
 export const Mutation: MutationResolvers = {
-  submitChanges: async (_, { bucket, clientId, changes }, ctx) =>
-    (await partitionFor(ctx, bucket, Capability.WRITE)).submitChanges(changes, clientId ?? null, callerOf(ctx.access)),
+  submitChanges: async (_, { bucket, clientId, changes }, ctx) => {
+    const { partition, caller } = await scopeFor(ctx, bucket, Capability.WRITE);
+    return partition.submitChanges(changes, clientId ?? null, caller);
+  },
   pushEvents: async (_, { bucket, events, since }, ctx) => {
-    const partition = await partitionFor(ctx, bucket, Capability.WRITE);
-    // Simple Sync: an event's user is the authenticated user, unless the caller is admin.
-    const author = callerOf(ctx.access).admin ? null : ctx.access.user;
-    return partition.pushEvents(events, since ?? null, author);
+    const { partition, author, mayPush, mayReadBucket } = await scopeFor(ctx, bucket, Capability.WRITE);
+    // A push answers with the bucket's history: pushing takes reading too.
+    if (!mayReadBucket) throw new SyncError(ErrorCode.FORBIDDEN, `${ctx.access.user} may not read ${bucket}`);
+    return partition.pushEvents(events, since ?? null, author, mayPush);
   },
   configureBucket: async (_, { name, config }, ctx) => {
-    const partition = await partitionFor(ctx, name, Capability.CONFIGURE_BUCKET);
+    const { partition, caller } = await scopeFor(ctx, name, Capability.CONFIGURE_BUCKET);
     const patch = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null && v !== undefined));
-    await partition.configure(patch, callerOf(ctx.access));
+    await partition.configure(patch, caller);
     return { partition };
   },
 };

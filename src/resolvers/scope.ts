@@ -1,27 +1,61 @@
 /**
- * Which partition a bucket name means for a caller, and whether the caller may do what it asks
- * there. A user's buckets are their own (Simperium: alice's `notes` are not bob's `notes`): the
- * partition is the user's private instance. A request acting as no user reaches the app's own
- * instance, which takes an admin credential. Shared buckets and their ACL come next (issue 3).
+ * Which partition a bucket name means for a caller, and what the caller may do there.
+ *
+ * A user's buckets are their own (Simperium: alice's `notes` are not bob's `notes`): the
+ * partition is the user's private instance, where the user may do whatever their level allows.
+ * A bucket the app declared shared has one instance for all its users, and there the ACL decides
+ * (model/acl.ts, rules kept by auth/directory.ts): reading needs `read` on the bucket's item
+ * (`notes`; `notes/k1` for one entity), changing an entity `write` on `notes/k1`, EMPTY `admin` on
+ * `notes`, and each pushed event its own item and action. A request acting as no user reaches the
+ * app's own instance, which takes an admin credential. Admin credentials pass every ACL.
  */
-import { requireCapability, type Access } from '../auth/access.js';
+import { requireCapability } from '../auth/access.js';
 import type { Caller, Partition } from '../engine/partition.js';
+import type { EventInput } from '../model/event.js';
+import { decide } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { Capability, Level } from '../model/permissions.js';
 import type { ResolverContext } from './context.js';
 
-export async function partitionFor(ctx: ResolverContext, bucket: string, capability: Capability): Promise<Partition> {
-  const { access } = ctx;
+export interface Scope {
+  partition: Partition;
+  caller: Caller;
+  /** The user every pushed event must name (Simple Sync), or null (admin). */
+  author: string | null;
+  /** The ACL's word on a pushed event, in a shared bucket. */
+  mayPush?: (event: EventInput) => boolean;
+  /** Whether the caller may read the whole bucket (a push answers with the bucket's history). */
+  mayReadBucket: boolean;
+}
+
+/**
+ * The caller's view of `bucket` for `capability`; with `key`, a read of that one entity (its own
+ * item in the ACL).
+ */
+export async function scopeFor(ctx: ResolverContext, bucket: string, capability: Capability, key?: string): Promise<Scope> {
+  const { access, directory, engine } = ctx;
   requireCapability(access, capability);
   if (access.user === null && access.level !== Level.ADMIN) {
     throw new SyncError(ErrorCode.FORBIDDEN, `a ${access.level} key reaches data only through a user's token (see authorize)`);
   }
-  return ctx.engine.partition(access.app, bucket, access.user);
-}
-
-/** What a partition needs to know of the caller. */
-export function callerOf(access: Access): Caller {
-  return { admin: access.level === Level.ADMIN };
+  const admin = access.level === Level.ADMIN;
+  const shared = (await directory.sharedBuckets(access.app)).has(bucket);
+  const partition = await engine.partition(access.app, bucket, shared ? null : access.user);
+  const user = access.user;
+  if (!shared || admin || user === null) return { partition, caller: { admin }, author: admin ? null : user, mayReadBucket: true };
+  const rules = await directory.aclRules(access.app);
+  const allowed = (item: string, action: string) => decide(rules, { user, item, action }).allowed;
+  if (capability === Capability.READ) {
+    const item = key === undefined ? bucket : `${bucket}/${key}`;
+    if (!allowed(item, 'read')) throw new SyncError(ErrorCode.FORBIDDEN, `${user} may not read ${item}`);
+  }
+  return {
+    partition,
+    caller: { admin, mayChange: (changed) => (changed === null ? allowed(bucket, 'admin') : allowed(`${bucket}/${changed}`, 'write')) },
+    author: user,
+    mayPush: (event) => allowed(event.item, event.action),
+    mayReadBucket: allowed(bucket, 'read'),
+  };
 }
 
 export { Capability };

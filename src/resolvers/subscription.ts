@@ -12,7 +12,7 @@ import { recordStream, type Sequenced } from '../engine/record-stream.js';
 import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { toGraphQLError } from '../server/errors.js';
-import { Capability, partitionFor } from './scope.js';
+import { Capability, scopeFor } from './scope.js';
 
 function payloads<K extends string, T extends Sequenced>(
   field: K,
@@ -54,14 +54,14 @@ export const Subscription: SubscriptionResolvers = {
   changes: {
     subscribe: async (_, { bucket, since }, ctx) => {
       checkCapacity(ctx.engine, ctx.limits);
-      const partition = await partitionFor(ctx, bucket, Capability.READ);
+      const { partition } = await scopeFor(ctx, bucket, Capability.READ);
       return stream(partition, 'changes', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>;
     },
   },
   events: {
     subscribe: async (_, { bucket, since }, ctx) => {
       checkCapacity(ctx.engine, ctx.limits);
-      const partition = await partitionFor(ctx, bucket, Capability.READ);
+      const { partition } = await scopeFor(ctx, bucket, Capability.READ);
       return stream(partition, 'events', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>;
     },
   },

@@ -17,6 +17,8 @@ import {
   CreateUser,
   DeleteUser,
   GetEntity,
+  GrantAcl,
+  ShareBucket,
   PushEvents,
   ResetUser,
   RevokeApiKey,
@@ -213,5 +215,69 @@ describe('passwords', () => {
     const wrong = await gql(node, Authorize, { username: 'kate', password: 'not it at all' }, { token: app.defaultKey });
     const unknown = await gql(node, Authorize, { username: 'nobody', password: 'not it at all' }, { token: app.defaultKey });
     expect(wrong.errors?.[0]).toEqual(unknown.errors?.[0]);
+  });
+});
+
+describe('shared buckets', () => {
+  async function team() {
+    const app = await appWithUser('alice');
+    const signUp = async (name: string) => {
+      await gql(node, CreateUser, { username: name, password: `${name} password` }, { token: app.defaultKey });
+      return (await gql(node, Authorize, { username: name, password: `${name} password` }, { token: app.defaultKey })).data!.authorize.token;
+    };
+    const [bob, carol] = [await signUp('bob'), await signUp('carol')];
+    const admin = { token: app.adminKey };
+    expect((await gql(node, ShareBucket, { name: 'board', shared: true }, admin)).data?.shareBucket).toEqual(['board']);
+    for (const rule of [
+      { user: '*', item: 'board*', action: 'read', type: 'ALLOW' as const },
+      { user: 'alice', item: 'board/*', action: 'write', type: 'ALLOW' as const },
+      { user: 'bob', item: 'board/bob-*', action: 'write', type: 'ALLOW' as const },
+      { user: 'carol', item: 'board*', action: '*', type: 'DENY' as const },
+    ]) {
+      expect((await gql(node, GrantAcl, { rule }, admin)).errors).toBeUndefined();
+    }
+    return { app, alice: app.token, bob, carol };
+  }
+
+  it('are one instance for all users, where the ACL decides who reads and writes what', async () => {
+    const { alice, bob, carol } = await team();
+    expect((await writeAs(alice, 'board', 'plan', { by: 'alice' })).data?.submitChanges[0]?.error).toBeNull();
+    // bob reads alice's entity in the shared bucket, may write only his own keys.
+    expect((await gql(node, GetEntity, { bucket: 'board', key: 'plan' }, { token: bob })).data?.entity?.data).toEqual({ by: 'alice' });
+    expect((await writeAs(bob, 'board', 'plan', { by: 'bob' })).data?.submitChanges[0]?.error?.code).toBe('INVALID_PERMISSION');
+    expect((await writeAs(bob, 'board', 'bob-1', { by: 'bob' })).data?.submitChanges[0]?.error).toBeNull();
+    // carol is denied everything on the board, reading included.
+    expect((await gql(node, GetEntity, { bucket: 'board', key: 'plan' }, { token: carol })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await gql(node, ChangesPage, { bucket: 'board', limit: 10 }, { token: carol })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    // EMPTY needs `admin` on the bucket, which nobody was granted.
+    const empty = await gql(node, SubmitChanges, { bucket: 'board', changes: [{ ccid: hex(), op: 'EMPTY' }] }, { token: alice });
+    expect(empty.data?.submitChanges[0]?.error?.code).toBe('INVALID_PERMISSION');
+    // What was refused was not written: the board holds alice's plan and bob's note only.
+    const page = (await gql(node, ChangesPage, { bucket: 'board', limit: 10 }, { token: alice })).data!.changes.changes;
+    expect(page.map((c) => [c.key, c.data])).toEqual([
+      ['plan', { by: 'alice' }],
+      ['bob-1', { by: 'bob' }],
+    ]);
+    // Private buckets stay private beside the shared one.
+    await writeAs(alice, 'notes', 'k', { mine: true });
+    expect((await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token: bob })).data?.entity).toBeNull();
+  });
+
+  it("check each pushed event's own item and action", async () => {
+    const { app, alice } = await team();
+    await gql(node, ShareBucket, { name: 'log', shared: true }, { token: app.adminKey });
+    await gql(node, GrantAcl, { rule: { user: 'alice', item: 'doc.*', action: 'edit', type: 'ALLOW' } }, { token: app.adminKey });
+    const refused = await gql(node, PushEvents, { bucket: 'log', events: [] }, { token: alice });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN'); // a push answers with the history: it takes read
+    await gql(node, GrantAcl, { rule: { user: '*', item: 'log', action: 'read', type: 'ALLOW' } }, { token: app.adminKey });
+    const event = (uuid: string, item: string) => ({ uuid, timestamp: String(0x01890a5dac96), user: 'alice', item, action: 'edit', payload: '{}' });
+    const pushed = await gql(
+      node,
+      PushEvents,
+      { bucket: 'log', events: [event('01890a5d-ac96-774b-bcce-b302099a8057', 'doc.1'), event('01890a5d-ac96-774b-bcce-b302099a8058', 'secret.1')] },
+      { token: alice },
+    );
+    expect(pushed.data?.pushEvents.accepted.map((e) => e.item)).toEqual(['doc.1']);
+    expect(pushed.data?.pushEvents.rejected.map((r) => [r.uuid, r.code])).toEqual([['01890a5d-ac96-774b-bcce-b302099a8058', 'INVALID_PERMISSION']]);
   });
 });

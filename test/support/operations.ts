@@ -268,3 +268,20 @@ export const ChangePassword = graphql(`
     changePassword(username: $username, password: $password)
   }
 `);
+
+export const ShareBucket = graphql(`
+  mutation ShareBucket($name: String!, $shared: Boolean!) {
+    shareBucket(name: $name, shared: $shared)
+  }
+`);
+
+export const GrantAcl = graphql(`
+  mutation GrantAcl($rule: AclRuleInput!) {
+    grantAcl(rule: $rule) {
+      user
+      item
+      action
+      type
+    }
+  }
+`);

@@ -189,3 +189,43 @@ describe('users and tokens', () => {
     expect(await codeOfAsync(() => directory.deleteUser('notes', 'alice@example.com'))).toBe(ErrorCode.NOT_FOUND);
   });
 });
+
+describe('shared buckets and ACL rules', () => {
+  it('are kept, in order, and survive a restart (a new directory on the same store)', async () => {
+    const { store, directory } = setup();
+    await directory.createApp('notes');
+    await directory.setShared('notes', 'board', true);
+    await directory.setShared('notes', 'wiki', true);
+    await directory.setShared('notes', 'wiki', false);
+    await directory.grant('notes', { user: '*', item: 'board*', action: 'read', type: 'allow' });
+    await directory.grant('notes', { user: 'bob', item: 'board*', action: '*', type: 'deny' });
+    await directory.grant('notes', { user: 'alice', item: 'board/*', action: 'write', type: 'allow' });
+    const rules = await directory.revokeRule('notes', { user: 'bob', item: 'board*', action: '*', type: 'deny' });
+    expect(rules.map((r) => r.user)).toEqual(['*', 'alice']);
+    const reopened = new Directory(store, { now: () => 0 });
+    expect([...(await reopened.sharedBuckets('notes'))]).toEqual(['board']);
+    expect(await reopened.aclRules('notes')).toEqual(rules);
+    await reopened.grant('notes', { user: 'carol', item: 'board', action: 'read', type: 'deny' });
+    expect((await reopened.aclRules('notes')).map((r) => r.user)).toEqual(['*', 'alice', 'carol']);
+  });
+
+  it('refuse invalid rules, unknown rules and unknown apps, writing nothing', async () => {
+    const { store, directory } = setup();
+    await directory.createApp('notes');
+    const batches = store.batches.length;
+    expect(await codeOfAsync(() => directory.grant('notes', { user: '', item: 'x', action: 'read', type: 'allow' }))).toBe(ErrorCode.INVALID_INPUT);
+    expect(await codeOfAsync(() => directory.grant('notes', { user: '*', item: 'x', action: 'read', type: 'perhaps' }))).toBe(ErrorCode.INVALID_INPUT);
+    expect(await codeOfAsync(() => directory.revokeRule('notes', { user: '*', item: 'x', action: 'read', type: 'allow' }))).toBe(ErrorCode.NOT_FOUND);
+    expect(await codeOfAsync(() => directory.grant('other', { user: '*', item: 'x', action: 'read', type: 'allow' }))).toBe(ErrorCode.NOT_FOUND);
+    expect(await codeOfAsync(() => directory.setShared('notes', 'bad/name', true))).toBe(ErrorCode.INVALID_INPUT);
+    expect(store.batches.length).toBe(batches);
+  });
+
+  it('keep every rule of concurrent grants', async () => {
+    const { directory } = setup();
+    await directory.createApp('notes');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => directory.grant('notes', { user: `u${i}`, item: 'x', action: 'read', type: 'allow' })));
+    const reopened = new Directory((directory as unknown as { store: MemoryStore }).store, { now: () => 0 });
+    expect((await reopened.aclRules('notes')).map((r) => r.user).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `u${i}`).sort());
+  });
+});
