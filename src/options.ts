@@ -25,6 +25,20 @@ export interface Limits extends EventLimits {
   subscriberQueueMax: number;
   /** Live subscriptions per node. @default 100_000 */
   subscriptionsMax: number;
+  /** Deepest selection of an operation (introspection aside). @default 12 */
+  queryDepthMax: number;
+  /** Most aliases in an operation. @default 30 */
+  queryAliasesMax: number;
+  /** Highest cost of an operation (graphql-armor's: objects 2, scalars 1, times depth). @default 5000 */
+  queryCostMax: number;
+  /** Most tokens in an operation's text (variables are not counted: send data as variables). @default 20_000 */
+  queryTokensMax: number;
+  /** Requests (HTTP requests, graphql-ws operations) per second of one token or non-admin key. @default 200 */
+  requestsPerSecondMax: number;
+  /** Live subscriptions of one token or non-admin key. @default 100 */
+  subscriptionsPerCredentialMax: number;
+  /** Open connections (HTTP and WebSocket) from one address. @default 1000 */
+  connectionsPerAddressMax: number;
 }
 
 export const defaultLimits: Limits = {
@@ -38,6 +52,13 @@ export const defaultLimits: Limits = {
   pageSizeMax: 1000,
   subscriberQueueMax: 10_000,
   subscriptionsMax: 100_000,
+  queryDepthMax: 12,
+  queryAliasesMax: 30,
+  queryCostMax: 5000,
+  queryTokensMax: 20_000,
+  requestsPerSecondMax: 200,
+  subscriptionsPerCredentialMax: 100,
+  connectionsPerAddressMax: 1000,
 };
 
 export interface NodeOptions {

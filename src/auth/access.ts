@@ -28,6 +28,8 @@ export interface Access {
   operator: boolean;
   /** The token presented, when one was: its sessions end when it is revoked. */
   tokenId: string | null;
+  /** The credential presented (`operator`, `key:{id}`, `token:{id}`), for per-credential quotas. */
+  credential: string;
 }
 
 export interface Credentials {
@@ -57,17 +59,17 @@ export class Authenticator {
       if (token === undefined) throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown, expired or revoked token');
       if (app !== undefined && app !== token.app) throw forbidden('this token belongs to another app');
       if (actAs !== undefined && actAs !== token.user) throw forbidden('a token acts only as its own user');
-      return { app: token.app, level: token.level, user: token.user, operator: false, tokenId: token.id };
+      return { app: token.app, level: token.level, user: token.user, operator: false, tokenId: token.id, credential: `token:${token.id}` };
     }
     if (kind === 'key') {
       const key = await this.directory.resolveKey(secret);
       if (key === undefined) throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown or revoked key');
       if (app !== undefined && app !== key.app) throw forbidden('this key belongs to another app');
       if (actAs !== undefined && !can(key.level, Capability.ACT_AS_USER)) throw forbidden('only an admin key may act as a user');
-      return { app: key.app, level: key.level, user: actAs ?? null, operator: false, tokenId: null };
+      return { app: key.app, level: key.level, user: actAs ?? null, operator: false, tokenId: null, credential: `key:${key.id}` };
     }
     if (this.isOperatorKey(secret)) {
-      return { app: app ?? DEFAULT_APP, level: Level.ADMIN, user: actAs ?? null, operator: true, tokenId: null };
+      return { app: app ?? DEFAULT_APP, level: Level.ADMIN, user: actAs ?? null, operator: true, tokenId: null, credential: 'operator' };
     }
     throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown credentials');
   }
@@ -94,4 +96,13 @@ export function requireCapability(access: Access, capability: Capability): void 
   if (!can(access.level, capability)) {
     throw forbidden(`a ${access.level} ${access.tokenId !== null ? 'token' : 'key'} may not ${capability}`);
   }
+}
+
+/**
+ * Whether per-credential quotas (request rate, live subscriptions) apply: to tokens and to
+ * default and read-only keys, the credentials that end up in phones and browsers; not to admin
+ * credentials, which belong to the operator and to backend services.
+ */
+export function isMetered(access: Access): boolean {
+  return access.level !== Level.ADMIN;
 }

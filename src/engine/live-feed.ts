@@ -11,8 +11,12 @@ export class LiveFeed<T extends object> {
     for (const queue of this.queues) queue.push(item);
   }
 
-  attach(capacity: number): FeedQueue<T> {
-    const queue = new FeedQueue<T>(capacity, () => this.queues.delete(queue));
+  /** A new subscriber's queue; `onDetach` runs once, when it is closed. */
+  attach(capacity: number, onDetach?: () => void): FeedQueue<T> {
+    const queue = new FeedQueue<T>(capacity, () => {
+      this.queues.delete(queue);
+      onDetach?.();
+    });
     this.queues.add(queue);
     return queue;
   }

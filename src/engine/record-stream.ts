@@ -23,6 +23,8 @@ export interface RecordStreamOptions<T extends Sequenced> {
   queueMax: number;
   /** Records per disk read during catch-up. @default 500 */
   pageSize?: number;
+  /** Runs once when the stream ends, however it ends. */
+  onClose?: () => void;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface RecordStreamOptions<T extends Sequenced> {
 export function recordStream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
 ): AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> {
-  const queue = options.feed.attach(options.queueMax);
+  const queue = options.feed.attach(options.queueMax, options.onClose);
   const fast: { sink?: PushSink<T> } = {};
   const inner = stream(options, queue, fast);
   const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> = {

@@ -1,6 +1,7 @@
 /** What every resolver receives. Resolvers are thin: arguments in, engine calls, views out. */
 import type { Access } from '../auth/access.js';
 import type { Directory } from '../auth/directory.js';
+import type { Quotas } from '../auth/quotas.js';
 import type { Engine } from '../engine/engine.js';
 import type { Limits } from '../options.js';
 
@@ -12,4 +13,5 @@ export interface ResolverContext {
   /** The client's address, for brute-force slowing of sign-ins. */
   source: string;
   limits: Limits;
+  quotas: Quotas;
 }

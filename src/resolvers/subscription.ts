@@ -12,6 +12,7 @@ import { recordStream, type Sequenced } from '../engine/record-stream.js';
 import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { toGraphQLError } from '../server/errors.js';
+import type { ResolverContext } from './context.js';
 import { Capability, scopeFor } from './scope.js';
 
 function payloads<K extends string, T extends Sequenced>(
@@ -33,14 +34,14 @@ function payloads<K extends string, T extends Sequenced>(
 }
 
 /** Validates `since` now (an immediate error), then streams one log of the partition. */
-function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, since: string | null | undefined, queueMax: number) {
+function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, since: string | null | undefined, queueMax: number, onClose: () => void) {
   const fromSeq = since ? partition.startOf(since, kind) : 1;
   const readPage =
     kind === 'changes'
       ? (from: number, limit: number) => partition.readChangeRecords(from, limit)
       : (from: number, limit: number) => partition.readEventRecords(from, limit);
   const feed = kind === 'changes' ? partition.changeFeed : partition.eventFeed;
-  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax }));
+  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax, onClose }));
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */
@@ -50,19 +51,26 @@ function checkCapacity(engine: Engine, limits: Limits): void {
   }
 }
 
+/** Checks the node's and the credential's capacity, then the caller's scope, then streams. */
+async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket: string, kind: K, since: string | null | undefined) {
+  checkCapacity(ctx.engine, ctx.limits);
+  const release = ctx.quotas.subscribe(ctx.access);
+  try {
+    const { partition } = await scopeFor(ctx, bucket, Capability.READ);
+    return stream(partition, kind, since, ctx.limits.subscriberQueueMax, release);
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
 export const Subscription: SubscriptionResolvers = {
   changes: {
-    subscribe: async (_, { bucket, since }, ctx) => {
-      checkCapacity(ctx.engine, ctx.limits);
-      const { partition } = await scopeFor(ctx, bucket, Capability.READ);
-      return stream(partition, 'changes', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ changes: ChangeView }>;
-    },
+    subscribe: async (_, { bucket, since }, ctx) =>
+      (await open(ctx, bucket, 'changes', since)) as AsyncGenerator<{ changes: ChangeView }>,
   },
   events: {
-    subscribe: async (_, { bucket, since }, ctx) => {
-      checkCapacity(ctx.engine, ctx.limits);
-      const { partition } = await scopeFor(ctx, bucket, Capability.READ);
-      return stream(partition, 'events', since, ctx.limits.subscriberQueueMax) as AsyncGenerator<{ events: EventView }>;
-    },
+    subscribe: async (_, { bucket, since }, ctx) =>
+      (await open(ctx, bucket, 'events', since)) as AsyncGenerator<{ events: EventView }>,
   },
 };

@@ -22,6 +22,11 @@ import { LevelStore } from '../storage/level-store.js';
 import { keyMatches, resolveAdminKey } from './admin-key.js';
 import { Authenticator, type Access } from '../auth/access.js';
 import { Directory } from '../auth/directory.js';
+import { Quotas } from '../auth/quotas.js';
+import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { maskError } from './errors.js';
 import { encodeSharedResult, subscribeShared } from './shared-subscriptions.js';
 import { serveGraphQLWs } from './ws-adapter.js';
@@ -81,7 +86,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
   const directory = new Directory(store, { now: () => Date.now() });
   const authenticator = new Authenticator(directory, (secret) => keyMatches(secret, admin.key));
-  const contextFor = (access: Access, source: string): ResolverContext => ({ engine, directory, access, source, limits: options.limits });
+  const quotas = new Quotas(options.limits);
+  const contextFor = (access: Access, source: string): ResolverContext => ({ engine, directory, access, source, limits: options.limits, quotas });
 
   // Sessions held on a token end when it is revoked (revocation, password change, user reset or
   // deleted): graphql-ws sockets are closed, streamed HTTP responses ended; their subscriptions
@@ -116,7 +122,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     // completion, which it makes several times cheaper.
     // Subscriptions over SSE keep yoga's executor: graphql-jit's subscribe path never emitted
     // (graphql-ws subscriptions are compiled separately, in shared-subscriptions.ts).
-    plugins: [useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' }), useErrorCodes()],
+    plugins: [
+      useGraphQlJit({}, { enableIf: (args) => getOperationAST(args.document, args.operationName)?.operation !== 'subscription' }),
+      // Hostile operations are refused before they run (graphql-armor): too deep, too many
+      // aliases, too costly, too long. Each is LIMIT_EXCEEDED (see useErrorCodes).
+      maxTokensPlugin({ n: options.limits.queryTokensMax, onReject: [asLimitExceeded] }),
+      maxDepthPlugin({ n: options.limits.queryDepthMax, ignoreIntrospection: true, flattenFragments: true, onReject: [asLimitExceeded] }),
+      maxAliasesPlugin({ n: options.limits.queryAliasesMax, onReject: [asLimitExceeded] }),
+      costLimitPlugin({ maxCost: options.limits.queryCostMax, ignoreIntrospection: true, onReject: [asLimitExceeded] }),
+      useErrorCodes(),
+    ],
     // Requests are authenticated before yoga sees them (HTTP: `handle`; graphql-ws: onConnect),
     // which hands the result in; only a request that bypassed both (none should) gets here without.
     context: ({ access, source }: { access?: Access; source?: string }) => {
@@ -130,6 +145,22 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   const active = new Set<AbortController>();
   let idle: (() => void) | undefined;
   let draining = false;
+
+  // Connections per address: counted as they open; one over the limit is answered (HTTP 429, or a
+  // refused WebSocket upgrade) and closed.
+  const perAddress = new Map<string, number>();
+  const overLimit = new WeakSet<object>();
+  const onConnection = (socket: import('node:net').Socket) => {
+    const address = socket.remoteAddress ?? 'unknown';
+    const count = (perAddress.get(address) ?? 0) + 1;
+    perAddress.set(address, count);
+    if (count > options.limits.connectionsPerAddressMax) overLimit.add(socket);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
+  };
 
   const server = createServer((req, res) => {
     inFlight++;
@@ -145,8 +176,14 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       });
   });
 
+  server.on('connection', onConnection);
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (overLimit.has(req.socket)) {
+      req.resume();
+      return sendError(res, 429, ErrorCode.LIMIT_EXCEEDED, `more than ${options.limits.connectionsPerAddressMax} connections from this address`, { connection: 'close' });
+    }
     if (draining) return sendError(res, 503, ErrorCode.SHUTTING_DOWN, 'the node is shutting down', { connection: 'close' });
     if (url.pathname === '/health' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -168,6 +205,15 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         const { status, code, message } = authFailure(error);
         req.resume();
         return sendError(res, status, code, message, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+      }
+    }
+    if (access !== undefined) {
+      try {
+        await quotas.request(access);
+      } catch (error) {
+        const { message } = authFailure(error);
+        req.resume();
+        return sendError(res, 429, ErrorCode.LIMIT_EXCEEDED, message);
       }
     }
     const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req, options.limits.requestBytesMax);
@@ -216,6 +262,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     maxPayload: options.limits.requestBytesMax,
     // Our frames are written uncompressed (server/ws-outbox.ts).
     perMessageDeflate: false,
+    verifyClient: (info, done) =>
+      overLimit.has(info.req.socket) ? done(false, 429, `more than ${options.limits.connectionsPerAddressMax} connections from this address`) : done(true),
   });
   /** What each graphql-ws connection authenticated as (in onConnect). */
   const connections = new WeakMap<object, Access>();
@@ -239,6 +287,15 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       subscribe: (args) =>
         subscribeShared(args, { maskError: (error) => maskError(error, logUnexpected) }),
       onSubscribe: async (ctx, _id, payload) => {
+        const access = connections.get(ctx.extra.socket);
+        if (access !== undefined) {
+          try {
+            await quotas.request(access);
+          } catch (error) {
+            if (!(error instanceof SyncError)) throw error;
+            return [new GraphQLError(error.message, { extensions: { code: error.code } })];
+          }
+        }
         const enveloped = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -246,7 +303,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           params: payload,
           connectionParams: ctx.connectionParams ?? {},
           // graphql-ws only passes operations of connections that onConnect accepted.
-          access: connections.get(ctx.extra.socket),
+          access,
           source: ctx.extra.request.socket.remoteAddress ?? 'unknown',
         });
         let document;
@@ -375,6 +432,11 @@ type ServerContext = {
   access?: Access;
   source?: string;
 };
+
+/** graphql-armor's refusals are ours: LIMIT_EXCEEDED (it would say BAD_REQUEST). */
+function asLimitExceeded(_: unknown, error: GraphQLError): void {
+  (error.extensions as Record<string, unknown>)['code'] = ErrorCode.LIMIT_EXCEEDED;
+}
 
 /** HTTP status, code and message for a failed authentication. */
 function authFailure(error: unknown): { status: number; code: ErrorCode; message: string } {
