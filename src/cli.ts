@@ -21,6 +21,21 @@ function limit(value: string, previous: Partial<Limits>): Partial<Limits> {
   return { ...previous, [match[1]!]: Number(match[2]) };
 }
 
+interface StartOptions {
+  host: string;
+  port: number;
+  data: string;
+  adminKey?: string;
+  logLevel: string;
+  limit: Partial<Limits>;
+  asyncReads: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  corsOrigin: string[];
+  introspection: boolean;
+  graphiql: boolean;
+}
+
 export function cli(argv: string[]): Command {
   const program = new Command('syncgraph').description('A sync node for offline-first apps').showHelpAfterError();
   program
@@ -30,10 +45,18 @@ export function cli(argv: string[]): Command {
     .option('--port <port>', 'port to listen on (0 picks a free one)', port, 4000)
     .option('--data <dir>', 'data directory (LevelDB lives in <dir>/db)', './data')
     .addOption(new Option('--admin-key <key>', 'admin key (default: generated on first start, kept in <data>/admin-key)').env('SYNCGRAPH_ADMIN_KEY'))
+    .option('--tls-cert <file>', 'PEM certificate: serve https and wss (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--cors-origin <origin>', 'let browser pages of this origin call the node (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--no-introspection', 'refuse schema introspection')
+    .option('--no-graphiql', 'do not serve GraphiQL')
     .option('--async-reads', 'read LevelDB on its thread pool, not the event loop (data much larger than memory)', false)
     .option('--limit <name=value>', 'override a limit (repeatable), e.g. --limit entityBytesMax=2097152', limit, {})
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-    .action(async (opts: { host: string; port: number; data: string; adminKey?: string; logLevel: string; limit: Partial<Limits>; asyncReads: boolean }) => {
+    .action(async (opts: StartOptions) => {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        program.error('--tls-cert and --tls-key go together');
+      }
       const node = await startNode({
         host: opts.host,
         port: opts.port,
@@ -42,6 +65,10 @@ export function cli(argv: string[]): Command {
         logLevel: opts.logLevel,
         limits: opts.limit,
         asyncReads: opts.asyncReads,
+        ...(opts.tlsCert !== undefined && opts.tlsKey !== undefined ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } } : {}),
+        corsOrigins: opts.corsOrigin,
+        introspection: opts.introspection,
+        graphiql: opts.graphiql,
       });
       if (node.adminKeyGenerated) {
         process.stdout.write(

@@ -37,7 +37,7 @@ export interface Limits extends EventLimits {
   requestsPerSecondMax: number;
   /** Live subscriptions of one token or non-admin key. @default 100 */
   subscriptionsPerCredentialMax: number;
-  /** Open connections (HTTP and WebSocket) from one address. @default 1000 */
+  /** Open connections (HTTP and WebSocket) from one address. @default 10_000 */
   connectionsPerAddressMax: number;
 }
 
@@ -58,7 +58,7 @@ export const defaultLimits: Limits = {
   queryTokensMax: 20_000,
   requestsPerSecondMax: 200,
   subscriptionsPerCredentialMax: 100,
-  connectionsPerAddressMax: 1000,
+  connectionsPerAddressMax: 10_000,
 };
 
 export interface NodeOptions {
@@ -83,6 +83,14 @@ export interface NodeOptions {
    * for data sets much larger than memory on slow disks. @default false
    */
   asyncReads?: boolean;
+  /** PEM files of a certificate and its key: the port then serves https and wss only. */
+  tls?: { certFile: string; keyFile: string };
+  /** Origins whose browser pages may call the node (CORS). @default none: same origin only */
+  corsOrigins?: string[];
+  /** Schema introspection; switch off in production if the schema is not public. @default true */
+  introspection?: boolean;
+  /** GraphiQL on GET /graphql in a browser. @default true */
+  graphiql?: boolean;
 }
 
 export interface ResolvedNodeOptions {
@@ -95,6 +103,10 @@ export interface ResolvedNodeOptions {
   cacheBytesMax: number;
   logLevel: string;
   asyncReads: boolean;
+  tls: { certFile: string; keyFile: string } | undefined;
+  corsOrigins: string[];
+  introspection: boolean;
+  graphiql: boolean;
 }
 
 export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
@@ -108,6 +120,10 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     cacheBytesMax = 64 * 1024 * 1024,
     logLevel = 'info',
     asyncReads = false,
+    tls,
+    corsOrigins = [],
+    introspection = true,
+    graphiql = true,
   } = options;
   return {
     host,
@@ -119,5 +135,9 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     cacheBytesMax,
     logLevel,
     asyncReads,
+    tls,
+    corsOrigins,
+    introspection,
+    graphiql,
   };
 }

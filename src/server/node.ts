@@ -4,13 +4,15 @@
  */
 import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
+import { getOperationAST, GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { createYoga } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { pino, type Logger } from 'pino';
 import { V7Generator } from 'uuidv7';
 import { WebSocketServer } from 'ws';
@@ -112,6 +114,10 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     graphqlEndpoint: '/graphql',
     landingPage: false,
     logging: false,
+    graphiql: options.graphiql,
+    // Browsers on other origins only where the operator allowed them (credentials are bearer
+    // tokens, never cookies).
+    cors: options.corsOrigins.length > 0 ? { origin: options.corsOrigins, allowedHeaders: ['authorization', 'content-type', 'x-syncgraph-app', 'x-syncgraph-user'], methods: ['GET', 'POST', 'OPTIONS'] } : false,
     healthCheckEndpoint: '/yoga-health',
     // The body is already read, within limits.requestBytesMax, before yoga sees it (readBody);
     // yoga's own check would pipe it through a counting stream again, which costs more than the
@@ -130,6 +136,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       maxDepthPlugin({ n: options.limits.queryDepthMax, ignoreIntrospection: true, flattenFragments: true, onReject: [asLimitExceeded] }),
       maxAliasesPlugin({ n: options.limits.queryAliasesMax, onReject: [asLimitExceeded] }),
       costLimitPlugin({ maxCost: options.limits.queryCostMax, ignoreIntrospection: true, onReject: [asLimitExceeded] }),
+      ...(options.introspection ? [] : [useNoIntrospection()]),
       useErrorCodes(),
     ],
     // Requests are authenticated before yoga sees them (HTTP: `handle`; graphql-ws: onConnect),
@@ -162,7 +169,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     });
   };
 
-  const server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     inFlight++;
     handle(req, res)
       .catch((error: unknown) => {
@@ -174,9 +181,13 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         inFlight--;
         if (inFlight === 0) idle?.();
       });
-  });
+  };
+  // With a certificate, the one port speaks TLS only: https, and wss for graphql-ws.
+  const server: Server = options.tls
+    ? createTlsServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, listener)
+    : createServer(listener);
 
-  server.on('connection', onConnection);
+  server.on(options.tls ? 'secureConnection' : 'connection', onConnection);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -199,9 +210,10 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         actAs: req.headers['x-syncgraph-user'],
       });
     } catch (error) {
-      // GraphiQL's page itself needs no credentials (the operations it sends do).
+      // GraphiQL's page itself needs no credentials (the operations it sends do), nor does a
+      // CORS preflight (yoga answers it from the configured origins).
       const page = req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
-      if (!(error instanceof SyncError) || !page) {
+      if (!(error instanceof SyncError) || !(page || req.method === 'OPTIONS')) {
         const { status, code, message } = authFailure(error);
         req.resume();
         return sendError(res, status, code, message, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
@@ -339,7 +351,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
   log.info({ url: `${url}/graphql`, nodeId: engine.nodeId, dataDir: options.dataDir }, 'syncgraph listening');
 
   let closing: Promise<void> | undefined;
@@ -432,6 +444,15 @@ type ServerContext = {
   access?: Access;
   source?: string;
 };
+
+/** Refuses introspection queries (graphql-js's own validation rule). */
+function useNoIntrospection(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+    },
+  };
+}
 
 /** graphql-armor's refusals are ours: LIMIT_EXCEEDED (it would say BAD_REQUEST). */
 function asLimitExceeded(_: unknown, error: GraphQLError): void {
