@@ -2,6 +2,7 @@
  * The `syncgraph` command line. `syncgraph start` runs a node until SIGTERM or SIGINT, then shuts
  * down cleanly (finishes in-flight writes, closes LevelDB) and exits 0.
  */
+import { addAdminCommands } from './admin/commands.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultLimits, type Limits } from './options.js';
 import { startNode } from './server/node.js';
@@ -92,6 +93,7 @@ export function cli(argv: string[]): Command {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });
+  addAdminCommands(program);
   program.parse(argv);
   return program;
 }
