@@ -39,6 +39,8 @@ export interface Limits extends EventLimits {
   subscriptionsPerCredentialMax: number;
   /** Open connections (HTTP and WebSocket) from one address. @default 10_000 */
   connectionsPerAddressMax: number;
+  /** Lifetime of an access token, in seconds. @default 2_592_000 (30 days) */
+  tokenTtlSeconds: number;
 }
 
 export const defaultLimits: Limits = {
@@ -59,6 +61,7 @@ export const defaultLimits: Limits = {
   requestsPerSecondMax: 200,
   subscriptionsPerCredentialMax: 100,
   connectionsPerAddressMax: 10_000,
+  tokenTtlSeconds: 30 * 86_400,
 };
 
 export interface NodeOptions {

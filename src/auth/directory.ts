@@ -63,10 +63,13 @@ export interface TokenRecord {
   expiresAt: number;
 }
 
-/** Tokens revoked, for whoever holds sessions on them (live subscriptions end). */
+/** Credentials revoked, for whoever holds sessions on them (live subscriptions end). */
 export interface Revocation {
+  /** The credentials revoked, as `Access.credential` names them (`token:{id}`, `key:{id}`). */
+  credentials: string[];
   app: string;
-  user: string;
+  /** The user whose tokens these were; null for a key. */
+  user: string | null;
   tokenIds: string[];
 }
 
@@ -176,6 +179,7 @@ export class Directory {
     const record = JSON.parse(raw) as KeyRecord;
     const revoked: KeyRecord = { ...record, revokedAt: record.revokedAt ?? this.ctx.now() };
     await this.store.write([{ type: 'put', key: KEY + hash, value: JSON.stringify(revoked) }], { sync: true });
+    for (const listener of this.revocationListeners) listener({ credentials: [`key:${record.id}`], app: app.id, user: null, tokenIds: [] });
     const { app: _, ...info } = revoked;
     return info;
   }
@@ -426,7 +430,8 @@ export class Directory {
       ops.push({ type: 'del', key: TOKEN + hash }, { type: 'del', key: `${this.userTokensPrefix(app, user)}${id}` });
     }
     if (ops.length > 0) await this.store.write(ops, { sync: true });
-    const revocation: Revocation = { app, user, tokenIds: tokens.map(([id]) => id) };
+    const tokenIds = tokens.map(([id]) => id);
+    const revocation: Revocation = { credentials: tokenIds.map((id) => `token:${id}`), app, user, tokenIds };
     for (const listener of this.revocationListeners) listener(revocation);
   }
 

@@ -86,27 +86,27 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   });
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
-  const directory = new Directory(store, { now: () => Date.now() });
+  const directory = new Directory(store, { now: () => Date.now(), tokenTtlMs: options.limits.tokenTtlSeconds * 1000 });
   const authenticator = new Authenticator(directory, (secret) => keyMatches(secret, admin.key));
   const quotas = new Quotas(options.limits);
   const contextFor = (access: Access, source: string): ResolverContext => ({ engine, directory, access, source, limits: options.limits, quotas });
 
-  // Sessions held on a token end when it is revoked (revocation, password change, user reset or
-  // deleted): graphql-ws sockets are closed, streamed HTTP responses ended; their subscriptions
-  // go with them.
+  // Sessions held on a credential end when it is revoked (a key or token revoked, a password
+  // changed, a user reset or deleted): graphql-ws sockets are closed, streamed HTTP responses
+  // ended, and their subscriptions go with them.
   const sessions = new Map<string, Set<() => void>>();
-  const holdSession = (tokenId: string | null, end: () => void): (() => void) => {
-    if (tokenId === null) return () => undefined;
-    let set = sessions.get(tokenId);
-    if (set === undefined) sessions.set(tokenId, (set = new Set()));
+  const holdSession = (credential: string | null, end: () => void): (() => void) => {
+    if (credential === null || credential === 'operator') return () => undefined;
+    let set = sessions.get(credential);
+    if (set === undefined) sessions.set(credential, (set = new Set()));
     set.add(end);
     return () => {
       set.delete(end);
-      if (set.size === 0) sessions.delete(tokenId);
+      if (set.size === 0) sessions.delete(credential);
     };
   };
-  directory.onRevocation(({ tokenIds }) => {
-    for (const id of tokenIds) for (const end of [...(sessions.get(id) ?? [])]) end();
+  directory.onRevocation(({ credentials }) => {
+    for (const credential of credentials) for (const end of [...(sessions.get(credential) ?? [])]) end();
   });
 
   const yoga = createYoga<ServerContext, ResolverContext>({
@@ -253,7 +253,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         if (!res.writableFinished) abort.abort();
       });
     }
-    const release = holdSession(access?.tokenId ?? null, () => res.destroy());
+    const release = holdSession(access?.credential ?? null, () => res.destroy());
     res.once('close', release);
     const serverContext: ServerContext = { source: req.socket.remoteAddress ?? 'unknown' };
     if (access !== undefined) serverContext.access = access;
@@ -286,7 +286,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         try {
           const access = await authenticator.authenticate({ authorization: params['authorization'], app: params['app'], actAs: params['user'] });
           connections.set(ctx.extra.socket, access);
-          const release = holdSession(access.tokenId, () => ctx.extra.socket.close(4403, 'token revoked'));
+          const release = holdSession(access.credential, () => ctx.extra.socket.close(4403, 'credential revoked'));
           ctx.extra.socket.once('close', release);
           return true;
         } catch (error) {

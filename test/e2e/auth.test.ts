@@ -281,3 +281,40 @@ describe('shared buckets', () => {
     expect(pushed.data?.pushEvents.rejected.map((r) => [r.uuid, r.code])).toEqual([['01890a5d-ac96-774b-bcce-b302099a8058', 'INVALID_PERMISSION']]);
   });
 });
+
+describe('expiry and revocation of credentials', () => {
+  it('an expired token is refused', async () => {
+    const short = await startNodeProcess({ args: ['--limit', 'tokenTtlSeconds=1'] });
+    const created = (await gqlData(short, CreateApp, { id: fresh('ttl') })).createApp;
+    await gql(short, CreateUser, { username: 'u', password: 'a long password' }, { token: created.defaultKey });
+    const signIn = (await gql(short, Authorize, { username: 'u', password: 'a long password' }, { token: created.defaultKey })).data!.authorize;
+    expect((await gql(short, Viewer, {}, { token: signIn.token })).status).toBe(200);
+    const expiresIn = new Date(signIn.expiresAt).getTime() - Date.now();
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresIn) + 50));
+    const expired = await gql(short, Viewer, {}, { token: signIn.token });
+    expect(expired.status).toBe(401);
+    expect(expired.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('revoking a key ends the sockets that authenticated with it', async () => {
+    const app = await appWithUser('mike');
+    const made = (await gql(node, CreateApiKey, { level: 'ADMIN' }, { token: app.adminKey })).data!.createApiKey;
+    const closed = deferred<number>();
+    const client = wsClient(node, made.key, { onClosed: (code) => closed.resolve(code) });
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'k', since: null });
+      await gql(node, SubmitChanges, { bucket: 'k', changes: [{ ccid: hex(), key: 'x', op: 'MODIFY', data: {} }] }, { token: made.key });
+      await sub.until(1);
+      await gql(node, RevokeApiKey, { id: made.info.id }, { token: app.adminKey });
+      expect(await closed.promise).toBe(4403);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('a socket that never sends connection_init is closed (4408)', async () => {
+    const socket = new (await import('ws')).default(node.wsUrl, 'graphql-transport-ws');
+    const code = await new Promise<number>((resolve) => socket.once('close', (c: number) => resolve(c)));
+    expect(code).toBe(4408);
+  });
+});
