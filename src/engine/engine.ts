@@ -4,7 +4,7 @@
  */
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
-import { nodeIdKey } from '../storage/layout.js';
+import { nodeIdKey, registry } from '../storage/layout.js';
 import { StagedStore, type StagedStoreOptions } from '../storage/staged-store.js';
 import type { KeyValueStore } from '../storage/store.js';
 import { Partition, partitionId, type EngineContext } from './partition.js';
@@ -40,6 +40,22 @@ export class Engine {
   }
 
   /** The partition of `bucket` in `app`, opened on first use. Throws INVALID_INPUT on bad names. */
+  /**
+   * The buckets of `app` that hold something (durably), sorted: across all their instances, or
+   * only `owner`'s private ones.
+   */
+  async bucketNames(app: string, owner?: string): Promise<string[]> {
+    const appId = normaliseAppId(app);
+    if (owner === undefined) {
+      const prefix = registry.buckets(appId).gte;
+      const rows = await this.store.page({ ...registry.buckets(appId), limit: 10_000_000 });
+      return [...new Set(rows.map(([key]) => key.slice(prefix.length, key.indexOf('!', prefix.length))))];
+    }
+    const user = normaliseUsername(owner, 'user');
+    const prefix = registry.ownedBy(appId, user).gte;
+    return (await this.store.page({ ...registry.ownedBy(appId, user), limit: 10_000_000 })).map(([key]) => key.slice(prefix.length));
+  }
+
   /** The partition of `bucket` in `app`: the app's own, or `owner`'s private instance. */
   async partition(app: string, bucket: string, owner: string | null = null): Promise<Partition> {
     if (this.closing) throw new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down');

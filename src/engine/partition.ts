@@ -22,7 +22,7 @@ import {
 import { normaliseCcid, validateCcid, validateClientId, validateEntityKey } from '../model/names.js';
 import { isRetained, versionsToPrune, type RetentionPolicy } from '../model/retention.js';
 import type { Limits } from '../options.js';
-import { PartitionLayout } from '../storage/layout.js';
+import { PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
 import {
@@ -124,6 +124,8 @@ export class Partition {
   private eventSeq: number;
   /** The store's failure count when the staged counters were last known good. */
   private failuresSeen: number;
+  /** Whether the registry lists this partition (storage/layout.ts `registry`); undefined: unknown. */
+  private listed: boolean | undefined;
   /** Highest sequence numbers known durable (cursors beyond them were not issued by us). */
   private durableChangeSeq: number;
   private durableEventSeq: number;
@@ -137,7 +139,9 @@ export class Partition {
     private readonly store: StagedStore,
     private readonly ctx: EngineContext,
     heads: { changeSeq: number; eventSeq: number },
+    listed: boolean,
   ) {
+    this.listed = listed;
     this.partition = partitionId(app, bucket, owner);
     this.layout = new PartitionLayout(this.partition);
     this.changeSeq = this.durableChangeSeq = heads.changeSeq;
@@ -158,7 +162,8 @@ export class Partition {
       changeSeq: Math.max(await lastSeq(layout.changesFrom(1)), meta.changeLogStart - 1),
       eventSeq: await lastSeq(layout.eventsFrom(1)),
     };
-    const partition = new Partition(app, bucket, owner, store, ctx, heads);
+    const listed = (await store.get(registry.bucket(app, bucket, owner), { durable: true })) !== undefined;
+    const partition = new Partition(app, bucket, owner, store, ctx, heads, listed);
     // Finish what a crash may have interrupted: garbage left by EMPTY/DROP.
     if (meta.garbage.length > 0 || meta.changeLogStart > 1) partition.collectGarbage();
     return partition;
@@ -392,6 +397,7 @@ export class Partition {
       { type: 'put', key: this.layout.change(seq), value: record, cache: false },
       // Read again only when a client retries: from the staged map, then from LevelDB.
       { type: 'put', key: this.layout.ccid(record.ccid), value: record, cache: false },
+      ...this.listing(true),
     ];
     const view = this.changeView(record);
     this.stage(ops, () => {
@@ -430,6 +436,7 @@ export class Partition {
       { type: 'put', key: this.layout.meta, value: next },
     ];
     if (op === 'DROP') ops.push({ type: 'del', key: this.layout.config });
+    ops.push(...this.listing(op === 'EMPTY'));
     const view = this.changeView(record);
     this.stage(ops, () => {
       this.durableChangeSeq = seq;
@@ -513,6 +520,7 @@ export class Partition {
         fresh.push(view);
       }
       if (ops.length > 0) {
+        ops.push(...this.listing(true));
         this.eventSeq = seq;
         const last = seq;
         this.stage(ops, () => {
@@ -708,12 +716,23 @@ export class Partition {
         this.failuresSeen = this.store.failures;
         this.changeSeq = this.durableChangeSeq;
         this.eventSeq = this.durableEventSeq;
+        // Unknown: the next change writes the registry again (puts and deletes are idempotent).
+        this.listed = undefined;
       }
       return fn();
     };
     const run = this.tail.then(guarded, guarded);
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  /** The registry writes that make it say whether this partition exists (none if it already does). */
+  private listing(exists: boolean): StagedOp[] {
+    if (exists === this.listed) return [];
+    this.listed = exists;
+    const keys = [registry.bucket(this.app, this.bucket, this.owner)];
+    if (this.owner !== null) keys.push(registry.owned(this.app, this.owner, this.bucket));
+    return keys.map((key): StagedOp => (exists ? { type: 'put', key, value: {}, cache: false } : { type: 'del', key }));
   }
 
   private stage(ops: StagedOp[], onDurable?: () => void): void {

@@ -2,6 +2,7 @@
  * Apps, API keys, users and access tokens (auth/directory.ts), each guarded by the capability
  * docs/SECURITY.md gives it. Everything happens in the caller's app: no argument names another.
  */
+import { randomBytes } from 'node:crypto';
 import { requireCapability, type Access } from '../auth/access.js';
 import type { KeyInfo } from '../auth/directory.js';
 import type { AclRule as AclRuleOut, AclType, ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
@@ -30,7 +31,11 @@ function isSelf(access: Access, username: string): boolean {
   return access.user !== null && access.user === normaliseUsername(username);
 }
 
-export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets'> = {
+export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets' | 'buckets'> = {
+  buckets: async (_, { user }, { access, engine }) => {
+    requireCapability(access, Capability.LIST_BUCKETS);
+    return (await engine.bucketNames(access.app, user ?? undefined)).sort();
+  },
   aclRules: async (_, __, { access, directory }) => {
     requireCapability(access, Capability.MANAGE_APP);
     return (await directory.aclRules(access.app)).map(aclOut);
@@ -104,8 +109,15 @@ export const AuthMutation: Pick<
     await directory.resetUser(access.app, username);
     return true;
   },
-  deleteUser: async (_, { username }, { access, directory }) => {
+  deleteUser: async (_, { username }, { access, directory, engine }) => {
     requireCapability(access, Capability.DELETE_USER);
+    // Tokens first (nothing more gets written), then the data (DROP of each private bucket), then
+    // the account: interrupted anywhere, deleting again finishes the job.
+    await directory.resetUser(access.app, username);
+    for (const bucket of await engine.bucketNames(access.app, username)) {
+      const partition = await engine.partition(access.app, bucket, username);
+      await partition.submitChanges([{ ccid: randomBytes(16).toString('hex'), op: 'DROP' }], null, { admin: true });
+    }
     await directory.deleteUser(access.app, username);
     return true;
   },

@@ -5,6 +5,8 @@
  *
  *   node!id                                   this node's id (origin of the records it accepts)
  *   auth!...                                  apps and API keys (auth/directory.ts)
+ *   r!{app}!b!{bucket}!{owner}                a partition that exists (owner empty: the app's own)
+ *   r!{app}!u!{owner}!{bucket}                the same, by owner (to list or delete a user's data)
  *   p!{partition}!meta                        PartitionMeta: sequences, generation, log start
  *   p!{partition}!config                      BucketConfig
  *   p!{partition}!c!{seq}                     change log, in local arrival order
@@ -98,3 +100,13 @@ export class PartitionLayout {
     return Number(key.slice(key.length - SEQ_DIGITS));
   }
 }
+
+/** The registry of a node's partitions, per app: which buckets exist, and whose. */
+export const registry = {
+  bucket: (app: string, bucket: string, owner: string | null) => `r!${app}!b!${bucket}!${owner ?? ''}`,
+  owned: (app: string, owner: string, bucket: string) => `r!${app}!u!${owner}!${bucket}`,
+  /** Keys `r!{app}!b!{bucket}!{owner}`. */
+  buckets: (app: string) => ({ gte: `r!${app}!b!`, lt: prefixEnd(`r!${app}!b!`) }),
+  /** Keys `r!{app}!u!{owner}!{bucket}`. */
+  ownedBy: (app: string, owner: string) => ({ gte: `r!${app}!u!${owner}!`, lt: prefixEnd(`r!${app}!u!${owner}!`) }),
+};

@@ -4,7 +4,7 @@
  * that revocation ends live sessions, and that guessing passwords gets slowed down.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, deferred, gql, gqlData, wsClient } from '../support/client.js';
+import { collect, deferred, gql, gqlData, rawPost, wsClient } from '../support/client.js';
 import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
 import {
   ApiKeys,
@@ -316,5 +316,33 @@ describe('expiry and revocation of credentials', () => {
     const socket = new (await import('ws')).default(node.wsUrl, 'graphql-transport-ws');
     const code = await new Promise<number>((resolve) => socket.once('close', (c: number) => resolve(c)));
     expect(code).toBe(4408);
+  });
+});
+
+describe('buckets and user deletion', () => {
+  it("lists the app's buckets and a user's; deleting a user deletes their private data", async () => {
+    const app = await appWithUser('nina');
+    await gql(node, CreateUser, { username: 'oscar', password: 'oscar password' }, { token: app.defaultKey });
+    const oscar = (await gql(node, Authorize, { username: 'oscar', password: 'oscar password' }, { token: app.defaultKey })).data!.authorize.token;
+    await writeAs(app.token, 'notes', 'n1', { by: 'nina' });
+    await writeAs(app.token, 'todo', 't1', { by: 'nina' });
+    await writeAs(oscar, 'notes', 'o1', { by: 'oscar' });
+    const list = async (user?: string) =>
+      (await rawPost(node, { query: 'query($u: String) { buckets(user: $u) }', variables: { u: user ?? null } }, { token: app.adminKey })).data as unknown as {
+        buckets: string[];
+      };
+    expect((await list()).buckets).toEqual(['notes', 'todo']);
+    expect((await list('nina')).buckets).toEqual(['notes', 'todo']);
+    expect((await list('oscar')).buckets).toEqual(['notes']);
+    const refused = await rawPost(node, { query: '{ buckets }' }, { token: app.token });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+
+    expect((await gql(node, DeleteUser, { username: 'nina' }, { token: app.adminKey })).data?.deleteUser).toBe(true);
+    expect((await list('nina')).buckets).toEqual([]);
+    expect((await list()).buckets).toEqual(['notes']); // oscar's
+    const asNina = { token: app.adminKey, headers: { 'x-syncgraph-user': 'nina' } };
+    expect((await gql(node, GetEntity, { bucket: 'notes', key: 'n1' }, asNina)).data?.entity).toBeNull();
+    expect((await gql(node, GetEntity, { bucket: 'notes', key: 'o1' }, { token: oscar })).data?.entity?.data).toEqual({ by: 'oscar' });
+    expect((await gql(node, Viewer, {}, { token: app.token })).status).toBe(401);
   });
 });
