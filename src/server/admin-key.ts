@@ -27,10 +27,3 @@ export function keyMatches(candidate: string, key: string): boolean {
   const b = createHash('sha256').update(key).digest();
   return timingSafeEqual(a, b);
 }
-
-/** The token of an `Authorization: Bearer <token>` value, or undefined. */
-export function bearerToken(header: unknown): string | undefined {
-  if (typeof header !== 'string') return undefined;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return match?.[1];
-}

@@ -122,6 +122,26 @@ describe("a user's buckets", () => {
     expect(forged.errors?.[0]?.extensions?.code).toBe('INVALID_CURSOR');
     const davePage = (await gql(node, ChangesPage, { bucket: 'notes', limit: 10 }, { token: dave })).data!.changes;
     expect(davePage.changes).toEqual([]);
+    // Nor subscribed to with it.
+    const client = wsClient(node, dave);
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'notes', since: carolPage.cursor });
+      await sub.done.catch(() => undefined);
+      expect(JSON.stringify(sub.errors)).toContain('INVALID_CURSOR');
+      expect(sub.items).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it("cannot be reached with another app's cursor, even for the same bucket and user name", async () => {
+    const a = await appWithUser('same');
+    const b = await appWithUser('same');
+    await writeAs(a.token, 'notes', 'k', { app: 'a' });
+    const cursor = (await gql(node, ChangesPage, { bucket: 'notes', limit: 10 }, { token: a.token })).data!.changes.cursor;
+    const crossed = await gql(node, ChangesPage, { bucket: 'notes', since: cursor, limit: 10 }, { token: b.token });
+    expect(crossed.errors?.[0]?.extensions?.code).toBe('INVALID_CURSOR');
+    expect((await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token: b.token })).data?.entity).toBeNull();
   });
 
   it('are out of reach of default and read-only keys without a user, and of acting-as from non-admin keys', async () => {
