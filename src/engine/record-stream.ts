@@ -25,6 +25,8 @@ export interface RecordStreamOptions<T extends Sequenced> {
   pageSize?: number;
   /** Runs once when the stream ends, however it ends. */
   onClose?: () => void;
+  /** Records the subscriber may not see (an ACL) are skipped, in order. */
+  accept?: (record: T) => boolean;
 }
 
 /**
@@ -67,11 +69,18 @@ async function* stream<T extends Sequenced>(
   queue: FeedQueue<T>,
   fast: { sink?: PushSink<T> },
 ): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
-  const { readPage, pageSize = 500 } = options;
+  const { readPage, pageSize = 500, accept } = options;
   let next = options.fromSeq;
+  /** Passes over the next record when the subscriber may not see it. */
+  const skipped = (record: T): boolean => {
+    if (accept === undefined || accept(record)) return false;
+    next = record.seq + 1;
+    return true;
+  };
   // Offers the next record to the sink; a sink that throws refuses, and pull reports the error.
   const offer = (record: T): boolean => {
     if (fast.sink === undefined || record.seq !== next) return false;
+    if (skipped(record)) return true;
     try {
       if (!fast.sink(record)) return false;
     } catch {
@@ -84,7 +93,7 @@ async function* stream<T extends Sequenced>(
     for (;;) {
       const page = await readPage(next, pageSize);
       for (const record of page) {
-        if (record.seq < next || offer(record)) continue;
+        if (record.seq < next || offer(record) || skipped(record)) continue;
         yield record;
         next = record.seq + 1;
       }
@@ -109,11 +118,12 @@ async function* stream<T extends Sequenced>(
       if (item.seq > next) {
         // Not expected (see above), but the disk is the truth: fill any hole from it.
         for (const record of await readPage(next, item.seq - next)) {
-          if (record.seq < next || record.seq >= item.seq) continue;
+          if (record.seq < next || record.seq >= item.seq || skipped(record)) continue;
           yield record;
           next = record.seq + 1;
         }
       }
+      if (skipped(item)) continue;
       yield item;
       next = item.seq + 1;
     }

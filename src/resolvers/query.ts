@@ -2,14 +2,25 @@ import type { QueryResolvers } from '../generated/graphql.js';
 import { Capability, scopeFor } from './scope.js';
 
 const READ = Capability.READ;
-const read = async (ctx: Parameters<typeof scopeFor>[0], bucket: string, key?: string) => (await scopeFor(ctx, bucket, READ, key)).partition;
+type Ctx = Parameters<typeof scopeFor>[0];
+const read = async (ctx: Ctx, bucket: string, key?: string) => scopeFor(ctx, bucket, READ, key);
 
 export const Query: QueryResolvers = {
-  entity: async (_, { bucket, key, version }, ctx) => (await read(ctx, bucket, key)).entity(key, version ?? null),
-  entities: async (_, { bucket, first, after, includeDeleted }, ctx) =>
-    (await read(ctx, bucket)).entities(first ?? null, after ?? null, includeDeleted === true),
-  versions: async (_, { bucket, key }, ctx) => (await read(ctx, bucket, key)).versions(key),
-  changes: async (_, { bucket, since, limit }, ctx) => (await read(ctx, bucket)).changes(since ?? null, limit ?? null),
-  events: async (_, { bucket, since, limit }, ctx) => (await read(ctx, bucket)).events(since ?? null, limit ?? null),
-  bucket: async (_, { name }, ctx) => ({ partition: await read(ctx, name) }),
+  entity: async (_, { bucket, key, version }, ctx) => (await read(ctx, bucket, key)).partition.entity(key, version ?? null),
+  // Entities the ACL hides are left out: a page may then hold fewer than asked (`after` the last
+  // key of the page still continues it).
+  entities: async (_, { bucket, first, after, includeDeleted }, ctx) => {
+    const { partition, mayRead } = await read(ctx, bucket);
+    const entities = await partition.entities(first ?? null, after ?? null, includeDeleted === true);
+    return mayRead === undefined ? entities : entities.filter((entity) => mayRead(entity.key));
+  },
+  versions: async (_, { bucket, key }, ctx) => (await read(ctx, bucket, key)).partition.versions(key),
+  // Likewise changes: the cursor still moves past what was left out.
+  changes: async (_, { bucket, since, limit }, ctx) => {
+    const { partition, mayRead } = await read(ctx, bucket);
+    const page = await partition.changes(since ?? null, limit ?? null);
+    return mayRead === undefined ? page : { ...page, changes: page.changes.filter((change) => change.key === null || mayRead(change.key)) };
+  },
+  events: async (_, { bucket, since, limit }, ctx) => (await read(ctx, bucket)).partition.events(since ?? null, limit ?? null),
+  bucket: async (_, { name }, ctx) => ({ partition: (await read(ctx, name)).partition }),
 };

@@ -26,6 +26,8 @@ export interface Scope {
   mayPush?: (event: EventInput) => boolean;
   /** Whether the caller may read the whole bucket (a push answers with the bucket's history). */
   mayReadBucket: boolean;
+  /** Entities the ACL hides from the caller, in a shared bucket (absent: none). */
+  mayRead?: (key: string) => boolean;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function scopeFor(ctx: ResolverContext, bucket: string, capability:
     author: user,
     mayPush: (event) => allowed(event.item, event.action),
     mayReadBucket: allowed(bucket, 'read'),
+    mayRead: (key) => allowed(`${bucket}/${key}`, 'read'),
   };
 }
 

@@ -34,14 +34,32 @@ function payloads<K extends string, T extends Sequenced>(
 }
 
 /** Validates `since` now (an immediate error), then streams one log of the partition. */
-function stream<K extends 'changes' | 'events'>(partition: Partition, kind: K, since: string | null | undefined, queueMax: number, onClose: () => void) {
+function stream<K extends 'changes' | 'events'>(
+  partition: Partition,
+  kind: K,
+  since: string | null | undefined,
+  queueMax: number,
+  onClose: () => void,
+  mayRead: ((key: string) => boolean) | undefined,
+) {
   const fromSeq = since ? partition.startOf(since, kind) : 1;
   const readPage =
     kind === 'changes'
       ? (from: number, limit: number) => partition.readChangeRecords(from, limit)
       : (from: number, limit: number) => partition.readEventRecords(from, limit);
   const feed = kind === 'changes' ? partition.changeFeed : partition.eventFeed;
-  return payloads(kind, recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax, onClose }));
+  // Changes of entities the ACL hides from the subscriber are skipped (events have their own items).
+  const accept =
+    kind === 'changes' && mayRead !== undefined
+      ? (record: Sequenced) => {
+          const key = (record as ChangeView).key;
+          return key === null || mayRead(key);
+        }
+      : undefined;
+  return payloads(
+    kind,
+    recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax, onClose, ...(accept ? { accept } : {}) }),
+  );
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */
@@ -56,8 +74,8 @@ async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket
   checkCapacity(ctx.engine, ctx.limits);
   const release = ctx.quotas.subscribe(ctx.access);
   try {
-    const { partition } = await scopeFor(ctx, bucket, Capability.READ);
-    return stream(partition, kind, since, ctx.limits.subscriberQueueMax, release);
+    const { partition, mayRead } = await scopeFor(ctx, bucket, Capability.READ);
+    return stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead);
   } catch (error) {
     release();
     throw error;

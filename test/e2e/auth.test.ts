@@ -283,6 +283,31 @@ describe('shared buckets', () => {
     expect((await gql(node, GetEntity, { bucket: 'notes', key: 'k' }, { token: bob })).data?.entity).toBeNull();
   });
 
+  it('leave an entity the ACL hides out of pages, streams and subscriptions', async () => {
+    const { app, alice, bob } = await team();
+    await gql(node, GrantAcl, { rule: { user: 'bob', item: 'board/secret', action: 'read', type: 'DENY' } }, { token: app.adminKey });
+    const client = wsClient(node, bob);
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'board', since: null });
+      await writeAs(alice, 'board', 'plan', { v: 1 });
+      await writeAs(alice, 'board', 'secret', { v: 'hidden' });
+      await writeAs(alice, 'board', 'after', { v: 2 });
+      const seen = await sub.until(2);
+      expect(seen.map((item) => item.changes.key)).toEqual(['plan', 'after']);
+      sub.stop();
+    } finally {
+      await client.dispose();
+    }
+    const page = (await gql(node, ChangesPage, { bucket: 'board', limit: 10 }, { token: bob })).data!.changes;
+    expect(page.changes.map((c) => c.key)).toEqual(['plan', 'after']);
+    expect((await gql(node, GetEntity, { bucket: 'board', key: 'secret' }, { token: bob })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    const entities = await rawPost(node, { query: '{ entities(bucket: "board") { key } }' }, { token: bob });
+    expect(entities.data).toEqual({ entities: [{ key: 'after' }, { key: 'plan' }] });
+    // alice still sees everything.
+    const hers = (await gql(node, ChangesPage, { bucket: 'board', limit: 10 }, { token: alice })).data!.changes;
+    expect(hers.changes.map((c) => c.key)).toEqual(['plan', 'secret', 'after']);
+  });
+
   it("check each pushed event's own item and action", async () => {
     const { app, alice } = await team();
     await gql(node, ShareBucket, { name: 'log', shared: true }, { token: app.adminKey });
