@@ -107,6 +107,8 @@ export class Directory {
   private readonly creating = new Set<string>();
   private readonly sharedByApp = new Map<string, Promise<Set<string>>>();
   private readonly rulesByApp = new Map<string, Promise<Array<{ key: string; rule: AclRule }>>>();
+  /** The rules in force, per app, once loaded: what live streams consult on every record. */
+  private readonly rulesNow = new Map<string, readonly AclRule[]>();
   /** Serialises ACL and sharing updates per app (read, then write). */
   private readonly updating = new Map<string, Promise<unknown>>();
 
@@ -337,7 +339,17 @@ export class Directory {
 
   /** The app's ACL rules, oldest first (model/acl.ts decides with them). */
   async aclRules(appId: string): Promise<readonly AclRule[]> {
-    return (await this.ruleEntries(normaliseAppId(appId))).map((entry) => entry.rule);
+    const app = normaliseAppId(appId);
+    await this.ruleEntries(app);
+    return this.rulesNow.get(app) ?? [];
+  }
+
+  /**
+   * The rules in force now, synchronously, for an app whose rules were loaded (by `aclRules`):
+   * a live subscription asks on every record, so a change of rules applies to it at once.
+   */
+  currentRules(appId: string): readonly AclRule[] {
+    return this.rulesNow.get(appId) ?? [];
   }
 
   /** Adds a rule (the newest wins ties); answers the rules now in force. */
@@ -351,7 +363,7 @@ export class Directory {
       const key = `${ACL}${app}!${String(seq).padStart(12, '0')}`;
       await this.store.write([{ type: 'put', key, value: JSON.stringify(rule) }], { sync: true });
       entries.push({ key, rule });
-      this.rulesByApp.set(app, Promise.resolve(entries));
+      this.setRules(app, entries);
       return entries.map((entry) => entry.rule);
     });
   }
@@ -367,7 +379,7 @@ export class Directory {
       if (removed.length === 0) throw new SyncError(ErrorCode.NOT_FOUND, 'no such rule');
       await this.store.write(removed.map((entry) => ({ type: 'del' as const, key: entry.key })), { sync: true });
       const kept = entries.filter((entry) => !same(entry.rule));
-      this.rulesByApp.set(app, Promise.resolve(kept));
+      this.setRules(app, kept);
       return kept.map((entry) => entry.rule);
     });
   }
@@ -376,13 +388,20 @@ export class Directory {
     let entries = this.rulesByApp.get(app);
     if (entries === undefined) {
       const prefix = `${ACL}${app}!`;
-      entries = this.store
-        .page({ gte: prefix, lt: prefixEnd(prefix), limit: 1_000_000 })
-        .then((rows) => rows.map(([key, raw]) => ({ key, rule: JSON.parse(raw) as AclRule })));
+      entries = this.store.page({ gte: prefix, lt: prefixEnd(prefix), limit: 1_000_000 }).then((rows) => {
+        const loaded = rows.map(([key, raw]) => ({ key, rule: JSON.parse(raw) as AclRule }));
+        if (!this.rulesNow.has(app)) this.rulesNow.set(app, loaded.map((entry) => entry.rule));
+        return loaded;
+      });
       this.rulesByApp.set(app, entries);
       entries.catch(() => this.rulesByApp.delete(app));
     }
     return entries;
+  }
+
+  private setRules(app: string, entries: Array<{ key: string; rule: AclRule }>): void {
+    this.rulesByApp.set(app, Promise.resolve(entries));
+    this.rulesNow.set(app, entries.map((entry) => entry.rule));
   }
 
   private serially<T>(app: string, run: () => Promise<T>): Promise<T> {

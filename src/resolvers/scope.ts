@@ -45,8 +45,9 @@ export async function scopeFor(ctx: ResolverContext, bucket: string, capability:
   const partition = await engine.partition(access.app, bucket, shared ? null : access.user);
   const user = access.user;
   if (!shared || admin || user === null) return { partition, caller: { admin }, author: admin ? null : user, mayReadBucket: true };
-  const rules = await directory.aclRules(access.app);
-  const allowed = (item: string, action: string) => decide(rules, { user, item, action }).allowed;
+  await directory.aclRules(access.app);
+  // The rules in force at each question, not at subscription time: a live stream follows them.
+  const allowed = (item: string, action: string) => decide(directory.currentRules(access.app), { user, item, action }).allowed;
   if (capability === Capability.READ) {
     const item = key === undefined ? bucket : `${bucket}/${key}`;
     if (!allowed(item, 'read')) throw new SyncError(ErrorCode.FORBIDDEN, `${user} may not read ${item}`);
@@ -57,7 +58,8 @@ export async function scopeFor(ctx: ResolverContext, bucket: string, capability:
     author: user,
     mayPush: (event) => allowed(event.item, event.action),
     mayReadBucket: allowed(bucket, 'read'),
-    mayRead: (key) => allowed(`${bucket}/${key}`, 'read'),
+    // A live stream asks for every record: losing `read` on the bucket stops it at once too.
+    mayRead: (key) => allowed(bucket, 'read') && allowed(`${bucket}/${key}`, 'read'),
   };
 }
 

@@ -308,6 +308,35 @@ describe('shared buckets', () => {
     expect(hers.changes.map((c) => c.key)).toEqual(['plan', 'secret', 'after']);
   });
 
+  it('apply to live subscriptions as soon as the rules change', async () => {
+    const { app, alice, bob } = await team();
+    const client = wsClient(node, bob);
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'board', since: null });
+      await writeAs(alice, 'board', 'one', { v: 1 });
+      await sub.until(1);
+      // bob loses sight of `two` while subscribed, then of the whole board.
+      await gql(node, GrantAcl, { rule: { user: 'bob', item: 'board/two', action: 'read', type: 'DENY' } }, { token: app.adminKey });
+      await writeAs(alice, 'board', 'two', { v: 2 });
+      await writeAs(alice, 'board', 'three', { v: 3 });
+      await sub.until(2);
+      // (`board*`, not `board`: the prefix outranks the bare name, so only it can override `* board* read`.)
+      await gql(node, GrantAcl, { rule: { user: 'bob', item: 'board*', action: 'read', type: 'DENY' } }, { token: app.adminKey });
+      await writeAs(alice, 'board', 'four', { v: 4 });
+      await writeAs(alice, 'board', 'five', { v: 5 });
+      // alice's own stream is the witness that `four` and `five` were published.
+      const witness = (await gql(node, ChangesPage, { bucket: 'board', limit: 10 }, { token: alice })).data!.changes.changes;
+      expect(witness.map((c) => c.key)).toEqual(['one', 'two', 'three', 'four', 'five']);
+      const late = collect(client, ChangesSubscription, { bucket: 'board', since: null });
+      await Promise.race([late.done.catch(() => undefined), new Promise((_, reject) => setTimeout(() => reject(new Error('not refused')), 5000))]); // refused outright
+      expect(JSON.stringify(late.errors)).toContain('FORBIDDEN');
+      expect(sub.items.map((item) => item.changes.key)).toEqual(['one', 'three']);
+      sub.stop();
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it("check each pushed event's own item and action", async () => {
     const { app, alice } = await team();
     await gql(node, ShareBucket, { name: 'log', shared: true }, { token: app.adminKey });
