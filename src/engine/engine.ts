@@ -6,7 +6,7 @@ import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
 import { nodeIdKey, registry } from '../storage/layout.js';
 import { StagedStore, type StagedStoreOptions } from '../storage/staged-store.js';
-import type { KeyValueStore } from '../storage/store.js';
+import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { Partition, partitionId, type EngineContext } from './partition.js';
 
 export interface EngineOptions extends Omit<EngineContext, 'nodeId'>, StagedStoreOptions {
@@ -54,6 +54,15 @@ export class Engine {
     const user = normaliseUsername(owner, 'user');
     const prefix = registry.ownedBy(appId, user).gte;
     return (await this.store.page({ ...registry.ownedBy(appId, user), limit: 10_000_000 })).map(([key]) => key.slice(prefix.length));
+  }
+
+  /** The owners of the instances of `bucket` that hold something (null: the app's own), sorted. */
+  async owners(app: string, bucket: string): Promise<Array<string | null>> {
+    const appId = normaliseAppId(app);
+    validateBucketName(bucket);
+    const prefix = registry.bucket(appId, bucket, null);
+    const rows = await this.store.page({ gte: prefix, lt: prefixEnd(prefix), limit: 10_000_000 });
+    return rows.map(([key]) => key.slice(prefix.length) || null);
   }
 
   /** The partition of `bucket` in `app`: the app's own, or `owner`'s private instance. */

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { requireCapability, type Access } from '../auth/access.js';
 import type { KeyInfo } from '../auth/directory.js';
 import type { AclRule as AclRuleOut, AclType, ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
+import type { ChangeView } from '../engine/records.js';
 import type { AclRule } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseUsername } from '../model/names.js';
@@ -31,7 +32,52 @@ function isSelf(access: Access, username: string): boolean {
   return access.user !== null && access.user === normaliseUsername(username);
 }
 
-export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets' | 'buckets'> = {
+const CROSS_PREFIX = 'x1.';
+
+/** The cursor of a cross-user page: each instance's own cursor, by owner ('' for the app's). */
+function decodeCross(since: string | null | undefined): Record<string, string> {
+  if (since === null || since === undefined) return {};
+  try {
+    if (!since.startsWith(CROSS_PREFIX)) throw new Error('prefix');
+    const positions = JSON.parse(Buffer.from(since.slice(CROSS_PREFIX.length), 'base64url').toString('utf8')) as unknown;
+    if (typeof positions !== 'object' || positions === null || Array.isArray(positions)) throw new Error('shape');
+    if (!Object.values(positions).every((v) => typeof v === 'string')) throw new Error('values');
+    return positions as Record<string, string>;
+  } catch {
+    throw new SyncError(ErrorCode.INVALID_CURSOR, 'not a cursor of changesAcrossUsers');
+  }
+}
+
+function encodeCross(positions: Record<string, string>): string {
+  return CROSS_PREFIX + Buffer.from(JSON.stringify(positions)).toString('base64url');
+}
+
+export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets' | 'buckets' | 'changesAcrossUsers'> = {
+  changesAcrossUsers: async (_, { bucket, since, limit }, { access, engine, limits }) => {
+    requireCapability(access, Capability.LIST_CHANGES_ACROSS_USERS);
+    const positions = decodeCross(since);
+    if (limit !== null && limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > limits.pageSizeMax)) {
+      throw new SyncError(ErrorCode.INVALID_INPUT, `limit must be 1 to ${limits.pageSizeMax}`);
+    }
+    const max = limit ?? limits.pageSizeDefault;
+    const changes: Array<{ user: string | null; change: ChangeView }> = [];
+    let hasMore = false;
+    for (const owner of await engine.owners(access.app, bucket)) {
+      const key = owner ?? '';
+      const partition = await engine.partition(access.app, bucket, owner);
+      const room = max - changes.length;
+      if (room === 0) {
+        // Out of room: is anything left here?
+        if ((await partition.changes(positions[key] ?? null, 1)).changes.length > 0) hasMore = true;
+        continue;
+      }
+      const page = await partition.changes(positions[key] ?? null, room);
+      for (const change of page.changes) changes.push({ user: owner, change });
+      positions[key] = page.cursor;
+      if (page.hasMore) hasMore = true;
+    }
+    return { changes, cursor: encodeCross(positions), hasMore };
+  },
   buckets: async (_, { user }, { access, engine }) => {
     requireCapability(access, Capability.LIST_BUCKETS);
     return (await engine.bucketNames(access.app, user ?? undefined)).sort();

@@ -420,3 +420,38 @@ describe('buckets and user deletion', () => {
     expect((await gql(node, Viewer, {}, { token: app.token })).status).toBe(401);
   });
 });
+
+describe('changes across users', () => {
+  it('pages every instance of a bucket for an admin, each change with its owner', async () => {
+    const app = await appWithUser('pia');
+    await gql(node, CreateUser, { username: 'quinn', password: 'quinn password' }, { token: app.defaultKey });
+    const quinn = (await gql(node, Authorize, { username: 'quinn', password: 'quinn password' }, { token: app.defaultKey })).data!.authorize.token;
+    await writeAs(app.token, 'notes', 'p1', { by: 'pia' });
+    await writeAs(app.token, 'notes', 'p2', { by: 'pia' });
+    await writeAs(quinn, 'notes', 'q1', { by: 'quinn' });
+    await writeAs(app.adminKey, 'notes', 'a1', { by: 'admin' });
+    const query = 'query($s: String) { changesAcrossUsers(bucket: "notes", since: $s, limit: 1) { changes { user change { key } } cursor hasMore } }';
+    const seen: Array<[string | null, string]> = [];
+    let since: string | null = null;
+    for (let pages = 0; pages < 10; pages++) {
+      const answer = await rawPost(node, { query, variables: { s: since } }, { token: app.adminKey });
+      const page = (answer.data as unknown as { changesAcrossUsers: { changes: Array<{ user: string | null; change: { key: string } }>; cursor: string; hasMore: boolean } })
+        .changesAcrossUsers;
+      for (const c of page.changes) seen.push([c.user, c.change.key]);
+      since = page.cursor;
+      if (!page.hasMore) break;
+    }
+    expect(seen).toEqual([
+      [null, 'a1'],
+      ['pia', 'p1'],
+      ['pia', 'p2'],
+      ['quinn', 'q1'],
+    ]);
+    // Caught up: a new change is the only one of the next page.
+    await writeAs(quinn, 'notes', 'q2', { by: 'quinn' });
+    const next = await rawPost(node, { query, variables: { s: since } }, { token: app.adminKey });
+    expect(JSON.stringify(next.data)).toContain('q2');
+    expect((await rawPost(node, { query, variables: { s: 'x1.garbage' } }, { token: app.adminKey })).errors?.[0]?.extensions?.code).toBe('INVALID_CURSOR');
+    expect((await rawPost(node, { query, variables: { s: null } }, { token: app.token })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});

@@ -43,6 +43,7 @@ const MATRIX: Record<string, string> = {
   'deleteUser': 'no no no no yes no no no yes',
   'apiKeys / createApiKey / revokeApiKey': 'no no no no yes no no no yes',
   'aclRules / grantAcl / shareBucket': 'no no no no yes no no no yes',
+  'buckets / changesAcrossUsers': 'no no no no yes no no no yes',
   'createApp': 'no no no no no no no no yes',
 };
 
@@ -187,6 +188,11 @@ const OPERATIONS: Record<string, (cred: Credential) => Promise<boolean>> = {
     ];
     expect(new Set(results).size).toBe(1);
     if (!results[0]) expect(JSON.stringify((await post(operatorAs(null), '{ sharedBuckets }')).data)).not.toContain(bucket);
+    return results[0]!;
+  },
+  'buckets / changesAcrossUsers': async (cred) => {
+    const results = [ok(await post(cred, '{ buckets }')), ok(await post(cred, '{ changesAcrossUsers(bucket: "notes") { hasMore } }'))];
+    expect(new Set(results).size).toBe(1);
     return results[0]!;
   },
   createApp: async (cred) => {
