@@ -4,8 +4,8 @@
  */
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
-import { nodeIdKey, registry } from '../storage/layout.js';
-import { StagedStore, type StagedStoreOptions } from '../storage/staged-store.js';
+import { nodeIdKey, PartitionLayout, registry } from '../storage/layout.js';
+import { StagedStore, type StagedOp, type StagedStoreOptions } from '../storage/staged-store.js';
 import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { Partition, partitionId, type EngineContext } from './partition.js';
 
@@ -82,6 +82,33 @@ export class Engine {
       );
     }
     return partition;
+  }
+
+  /**
+   * Deletes one instance of a bucket entirely (a deleted user's data): its live subscriptions
+   * end, its pending writes land, then every record of it goes (logs, ccid and uuid indexes,
+   * entities, versions, settings) and the registry forgets it. A request racing the purge may
+   * open the partition again, empty, afterwards.
+   */
+  async purge(app: string, bucket: string, owner: string | null): Promise<void> {
+    const appId = normaliseAppId(app);
+    validateBucketName(bucket);
+    const user = owner === null ? null : normaliseUsername(owner, 'user');
+    const id = partitionId(appId, bucket, user);
+    const open = this.partitions.get(id);
+    if (open !== undefined) {
+      const partition = await open.catch(() => undefined);
+      if (partition !== undefined) {
+        partition.close();
+        await partition.settle();
+      }
+      this.partitions.delete(id);
+      this.opened.delete(id);
+    }
+    await this.store.purge(new PartitionLayout(id).base);
+    const ops: StagedOp[] = [{ type: 'del', key: registry.bucket(appId, bucket, user) }];
+    if (user !== null) ops.push({ type: 'del', key: registry.owned(appId, user, bucket) });
+    await this.store.stage(ops);
   }
 
   /** Live subscriptions across all partitions. */

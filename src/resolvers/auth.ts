@@ -2,7 +2,6 @@
  * Apps, API keys, users and access tokens (auth/directory.ts), each guarded by the capability
  * docs/SECURITY.md gives it. Everything happens in the caller's app: no argument names another.
  */
-import { randomBytes } from 'node:crypto';
 import { requireCapability, type Access } from '../auth/access.js';
 import type { KeyInfo } from '../auth/directory.js';
 import type { AclRule as AclRuleOut, AclType, ApiKey, KeyLevel, MutationResolvers, QueryResolvers } from '../generated/graphql.js';
@@ -157,13 +156,10 @@ export const AuthMutation: Pick<
   },
   deleteUser: async (_, { username }, { access, directory, engine }) => {
     requireCapability(access, Capability.DELETE_USER);
-    // Tokens first (nothing more gets written), then the data (DROP of each private bucket), then
+    // Tokens first (nothing more gets written), then every record of each private bucket, then
     // the account: interrupted anywhere, deleting again finishes the job.
     await directory.resetUser(access.app, username);
-    for (const bucket of await engine.bucketNames(access.app, username)) {
-      const partition = await engine.partition(access.app, bucket, username);
-      await partition.submitChanges([{ ccid: randomBytes(16).toString('hex'), op: 'DROP' }], null, { admin: true });
-    }
+    for (const bucket of await engine.bucketNames(access.app, username)) await engine.purge(access.app, bucket, username);
     await directory.deleteUser(access.app, username);
     return true;
   },

@@ -38,6 +38,12 @@ export class LevelStore implements KeyValueStore {
     return (this.asyncReads ? await this.db.get(key) : this.db.getSync(key)) ?? undefined;
   }
 
+  async compact(range: { gte: string; lt: string }): Promise<void> {
+    // classic-level has it; `level`'s portable type does not declare it.
+    const db = this.db as unknown as { compactRange?: (start: string, end: string) => Promise<void> };
+    await db.compactRange?.(range.gte, range.lt);
+  }
+
   async getMany(keys: string[]): Promise<Array<string | undefined>> {
     if (keys.length === 0) return [];
     if (!this.asyncReads) return keys.map((key) => this.db.getSync(key) ?? undefined);

@@ -8,7 +8,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
-import type { KeyValueStore, RangeOptions, WriteOp } from './store.js';
+import { prefixEnd, type KeyValueStore, type RangeOptions, type WriteOp } from './store.js';
 
 /** A write; `cache: false` for keys only ever read by range (logs), which the LRU need not hold. */
 export type StagedOp = { type: 'put'; key: string; value: unknown; cache?: boolean } | { type: 'del'; key: string };
@@ -171,6 +171,19 @@ export class StagedStore {
   /** A page of durable entries, values decoded: one store call, no per-entry promise. */
   async page<T>(range: RangeOptions & { limit: number }): Promise<Array<[string, T]>> {
     return (await this.store.page(range)).map(([key, raw]) => [key, JSON.parse(raw) as T]);
+  }
+
+  /**
+   * Deletes everything under `prefix` for good, cached copies included: once what is staged is
+   * durable, so that nothing staged lands after the deletion.
+   */
+  async purge(prefix: string): Promise<void> {
+    await this.flush();
+    const range = { gte: prefix, lt: prefixEnd(prefix) };
+    await this.store.clear(range);
+    for (const key of [...this.cache.keys()]) if (key.startsWith(prefix)) this.cache.delete(key);
+    // Deleted is not yet erased: LevelDB keeps the old values in its files until it compacts them.
+    await this.store.compact?.(range);
   }
 
   /** Deletes a range of garbage (keys no reader will ask for again). */

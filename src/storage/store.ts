@@ -31,6 +31,8 @@ export interface KeyValueStore {
   page(range: RangeOptions & { limit: number }): Promise<Array<[string, string]>>;
   /** Deletes a key range; not atomic with writes, used only for garbage nobody reads any more. */
   clear(range: RangeOptions): Promise<void>;
+  /** Rewrites a key range's files, so that deleted values are gone from disk too (optional). */
+  compact?(range: { gte: string; lt: string }): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -455,3 +455,33 @@ describe('changes across users', () => {
     expect((await rawPost(node, { query, variables: { s: null } }, { token: app.token })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 });
+
+describe('deleting a user', () => {
+  it("leaves nothing of their private data on disk (logs, indexes, entities, versions, events)", async () => {
+    const own = await startNodeProcess();
+    const created = (await gqlData(own, CreateApp, { id: fresh('gdpr') })).createApp;
+    await gql(own, CreateUser, { username: 'rosa', password: 'rosa password' }, { token: created.defaultKey });
+    const rosa = (await gql(own, Authorize, { username: 'rosa', password: 'rosa password' }, { token: created.defaultKey })).data!.authorize.token;
+    const marker = 'rosa-private-marker-7f3a';
+    for (let i = 0; i < 3; i++) {
+      const written = await gql(own, SubmitChanges, { bucket: 'diary', changes: [{ ccid: hex(), key: `d${i}`, op: 'MODIFY', data: { text: `${marker} ${i}` } }] }, { token: rosa });
+      expect(written.data?.submitChanges[0]?.error).toBeNull();
+    }
+    const uuid = '01890a5d-ac96-774b-bcce-b302099a8057';
+    const event = { uuid, timestamp: String(0x01890a5dac96), user: 'rosa', item: 'diary', action: 'note', payload: JSON.stringify({ marker }) };
+    expect((await gql(own, PushEvents, { bucket: 'journal', events: [event] }, { token: rosa })).data?.pushEvents.accepted).toHaveLength(1);
+    expect((await gql(own, DeleteUser, { username: 'rosa' }, { token: created.adminKey })).data?.deleteUser).toBe(true);
+    await own.stop();
+    const { ClassicLevel } = await import('classic-level');
+    const db = new ClassicLevel<string, string>(`${own.dataDir}/db`);
+    const found: string[] = [];
+    for await (const [key, value] of db.iterator()) if (value.includes(marker) || key.includes('rosa')) found.push(key);
+    await db.close();
+    expect(found).toEqual([]);
+    // Nor in LevelDB's files: the purge compacts what it deleted (a deleted value is otherwise
+    // only shadowed until LevelDB gets round to it).
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const files = readdirSync(`${own.dataDir}/db`).filter((f) => readFileSync(`${own.dataDir}/db/${f}`).includes(marker));
+    expect(files).toEqual([]);
+  });
+});
