@@ -30,6 +30,8 @@ export interface Access {
   tokenId: string | null;
   /** The credential presented (`operator`, `key:{id}`, `token:{id}`), for per-credential quotas. */
   credential: string;
+  /** When the credential stops being valid (a token's expiry, ms since the epoch), or null. */
+  expiresAt: number | null;
 }
 
 export interface Credentials {
@@ -59,17 +61,25 @@ export class Authenticator {
       if (token === undefined) throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown, expired or revoked token');
       if (app !== undefined && app !== token.app) throw forbidden('this token belongs to another app');
       if (actAs !== undefined && actAs !== token.user) throw forbidden('a token acts only as its own user');
-      return { app: token.app, level: token.level, user: token.user, operator: false, tokenId: token.id, credential: `token:${token.id}` };
+      return {
+        app: token.app,
+        level: token.level,
+        user: token.user,
+        operator: false,
+        tokenId: token.id,
+        credential: `token:${token.id}`,
+        expiresAt: token.expiresAt,
+      };
     }
     if (kind === 'key') {
       const key = await this.directory.resolveKey(secret);
       if (key === undefined) throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown or revoked key');
       if (app !== undefined && app !== key.app) throw forbidden('this key belongs to another app');
       if (actAs !== undefined && !can(key.level, Capability.ACT_AS_USER)) throw forbidden('only an admin key may act as a user');
-      return { app: key.app, level: key.level, user: actAs ?? null, operator: false, tokenId: null, credential: `key:${key.id}` };
+      return { app: key.app, level: key.level, user: actAs ?? null, operator: false, tokenId: null, credential: `key:${key.id}`, expiresAt: null };
     }
     if (this.isOperatorKey(secret)) {
-      return { app: app ?? DEFAULT_APP, level: Level.ADMIN, user: actAs ?? null, operator: true, tokenId: null, credential: 'operator' };
+      return { app: app ?? DEFAULT_APP, level: Level.ADMIN, user: actAs ?? null, operator: true, tokenId: null, credential: 'operator', expiresAt: null };
     }
     throw new SyncError(ErrorCode.UNAUTHENTICATED, 'unknown credentials');
   }

@@ -50,6 +50,19 @@ export interface RunningNode {
 }
 
 
+/** Runs `fn` at time `ms` (epoch); timers hold at most 2^31-1 ms (24.8 days), so long waits re-arm. */
+function at(ms: number, fn: () => void): { cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const wait = ms - Date.now();
+    if (wait <= 0) return fn();
+    timer = setTimeout(arm, Math.min(wait, 2 ** 31 - 1));
+    timer.unref();
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
+}
+
 /** A cryptographically strong source of 32-bit numbers, refilled `size` at a time. */
 function pooledRandom(size: number): { nextUint32(): number } {
   const pool = new Uint32Array(size);
@@ -95,12 +108,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   // changed, a user reset or deleted): graphql-ws sockets are closed, streamed HTTP responses
   // ended, and their subscriptions go with them.
   const sessions = new Map<string, Set<() => void>>();
-  const holdSession = (credential: string | null, end: () => void): (() => void) => {
-    if (credential === null || credential === 'operator') return () => undefined;
+  // A session also ends when its token expires.
+  const holdSession = (access: Access | undefined, end: () => void): (() => void) => {
+    if (access === undefined || access.operator) return () => undefined;
+    const { credential, expiresAt } = access;
     let set = sessions.get(credential);
     if (set === undefined) sessions.set(credential, (set = new Set()));
     set.add(end);
+    const expiry = expiresAt === null ? undefined : at(expiresAt, end);
     return () => {
+      expiry?.cancel();
       set.delete(end);
       if (set.size === 0) sessions.delete(credential);
     };
@@ -253,7 +270,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         if (!res.writableFinished) abort.abort();
       });
     }
-    const release = holdSession(access?.credential ?? null, () => res.destroy());
+    const release = holdSession(access, () => res.destroy());
     res.once('close', release);
     const serverContext: ServerContext = { source: req.socket.remoteAddress ?? 'unknown' };
     if (access !== undefined) serverContext.access = access;
@@ -286,7 +303,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         try {
           const access = await authenticator.authenticate({ authorization: params['authorization'], app: params['app'], actAs: params['user'] });
           connections.set(ctx.extra.socket, access);
-          const release = holdSession(access.credential, () => ctx.extra.socket.close(4403, 'credential revoked'));
+          const release = holdSession(access, () => ctx.extra.socket.close(4403, 'credential revoked or expired'));
           ctx.extra.socket.once('close', release);
           return true;
         } catch (error) {

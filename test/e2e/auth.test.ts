@@ -370,6 +370,24 @@ describe('expiry and revocation of credentials', () => {
     expect(expired.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
+  it("a token's expiry ends its live subscriptions", async () => {
+    const short = await startNodeProcess({ args: ['--limit', 'tokenTtlSeconds=2'] });
+    const created = (await gqlData(short, CreateApp, { id: fresh('ttl') })).createApp;
+    await gql(short, CreateUser, { username: 'u', password: 'a long password' }, { token: created.defaultKey });
+    const signIn = (await gql(short, Authorize, { username: 'u', password: 'a long password' }, { token: created.defaultKey })).data!.authorize;
+    const closed = deferred<number>();
+    const client = wsClient(short, signIn.token, { onClosed: (code) => closed.resolve(code) });
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'notes', since: null });
+      await gql(short, SubmitChanges, { bucket: 'notes', changes: [{ ccid: hex(), key: 'k', op: 'MODIFY', data: {} }] }, { token: signIn.token });
+      await sub.until(1);
+      expect(await closed.promise).toBe(4403);
+      expect(Date.now()).toBeGreaterThanOrEqual(new Date(signIn.expiresAt).getTime() - 50);
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('revoking a key ends the sockets that authenticated with it', async () => {
     const app = await appWithUser('mike');
     const made = (await gql(node, CreateApiKey, { level: 'ADMIN' }, { token: app.adminKey })).data!.createApiKey;
