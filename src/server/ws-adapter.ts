@@ -1,11 +1,14 @@
 /**
- * The graphql-ws server on `ws` sockets: graphql-ws's protocol core (`makeServer`) behind a thin
- * adapter of our own. It differs from graphql-ws's `use/ws` in one way that matters for
- * throughput: a message is not awaited until the socket has flushed it. graphql-ws awaits every
- * `send` before it pulls the next result, so the stock adapter costs one write-completion round
- * trip per message; here `send` returns at once while the socket holds less than
- * `bufferedBytesMax`, and waits for the flush beyond that. Back-pressure stays bounded: a client
- * that does not read stalls its sends, its live queue fills, and it is cut off (SLOW_CONSUMER).
+ * The graphql-ws server on `ws` sockets: graphql-ws's protocol core (`makeServer`) behind an
+ * adapter of our own, which differs from graphql-ws's `use/ws` where throughput is at stake:
+ * - messages are not awaited until flushed: `send` returns at once while the socket holds less
+ *   than `bufferedBytesMax`, and waits beyond that (graphql-ws awaits every send before it pulls
+ *   the next result, which costs a write-completion round trip per message);
+ * - messages are framed and written in batches by the node (ws-outbox.ts);
+ * - live results take a fast path: a pushable result stream (engine/async-map.ts) hands them
+ *   straight to the socket while graphql-ws waits for the next one.
+ * Back-pressure stays bounded: a client that does not read stalls its sends, its live queue
+ * fills, and it is cut off (SLOW_CONSUMER).
  */
 import type { IncomingMessage } from 'node:http';
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
