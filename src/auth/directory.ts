@@ -230,6 +230,7 @@ export class Directory {
    * Exchanges a user's password for an access token of `level` (the level of the key the caller
    * presented). Wrong username and wrong password are one error (UNAUTHENTICATED); repeated
    * failures lock the user and the source out for a while (LIMIT_EXCEEDED, auth/throttle.ts).
+   * `ttlMs` asks for a shorter lifetime than the node's (a short-lived token); never longer.
    */
   async authorize(
     appId: string,
@@ -237,7 +238,9 @@ export class Directory {
     password: string,
     level: Level,
     source: string,
+    ttlMs?: number,
   ): Promise<{ token: string; record: TokenRecord }> {
+    if (ttlMs !== undefined && !(Number.isSafeInteger(ttlMs) && ttlMs > 0)) throw new SyncError(ErrorCode.INVALID_INPUT, 'ttlSeconds must be a positive integer');
     const app = await this.requireApp(appId);
     const name = normaliseUsername(username);
     const userSubject = [`${app.id}/${name}`];
@@ -256,7 +259,7 @@ export class Directory {
       throw new SyncError(ErrorCode.UNAUTHENTICATED, WRONG_CREDENTIALS);
     }
     this.userThrottle.succeed(userSubject[0]!);
-    return this.issueToken(app.id, name, level);
+    return this.issueToken(app.id, name, level, ttlMs);
   }
 
   /** What a presented token stands for; undefined if unknown, expired or revoked. */
@@ -411,7 +414,7 @@ export class Directory {
     return next;
   }
 
-  private async issueToken(app: string, user: string, level: Level): Promise<{ token: string; record: TokenRecord }> {
+  private async issueToken(app: string, user: string, level: Level, ttlMs?: number): Promise<{ token: string; record: TokenRecord }> {
     const token = newSecret('token');
     const hash = secretHash(token);
     const now = this.ctx.now();
@@ -421,7 +424,7 @@ export class Directory {
       level,
       id: randomBytes(6).toString('hex'),
       createdAt: now,
-      expiresAt: now + (this.ctx.tokenTtlMs ?? 30 * 86_400_000),
+      expiresAt: now + Math.min(ttlMs ?? Infinity, this.ctx.tokenTtlMs ?? 30 * 86_400_000),
     };
     await this.store.write(
       [

@@ -138,9 +138,10 @@ export const AuthMutation: Pick<
     const user = (await directory.user(access.app, username))!;
     return { username: user.username, createdAt: iso(user.createdAt) };
   },
-  authorize: async (_, { username, password }, { access, directory, source }) => {
+  authorize: async (_, { username, password, ttlSeconds }, { access, directory, source }) => {
     requireCapability(access, Capability.AUTHORIZE);
-    const { token, record } = await directory.authorize(access.app, username, password, access.level, source);
+    const ttlMs = ttlSeconds === null || ttlSeconds === undefined ? undefined : ttlSeconds * 1000;
+    const { token, record } = await directory.authorize(access.app, username, password, access.level, source, ttlMs);
     return { token, id: record.id, username: record.user, level: fromLevel[record.level], expiresAt: iso(record.expiresAt) };
   },
   changePassword: async (_, { username, password }, { access, directory }) => {

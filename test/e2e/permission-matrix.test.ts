@@ -17,6 +17,7 @@ const hex = () => (Date.now() * 1000 + ++n).toString(16);
 
 const COLUMNS = [
   'none',
+  'expired token',
   'revoked key',
   'read-only key',
   'default key',
@@ -30,21 +31,21 @@ type Column = (typeof COLUMNS)[number];
 
 /** The documented answer of each operation for each credential, in COLUMNS order. */
 const MATRIX: Record<string, string> = {
-  'read (changes, entities, events)': 'no no no no yes yes yes no yes',
-  'write (submitChanges MODIFY)': 'no no no no yes yes no no yes',
-  'subscribe (changes)': 'no no no no yes yes yes no yes',
-  'pushEvents': 'no no no no yes yes no no yes',
-  'DROP a bucket': 'no no no no yes no no no yes',
-  'configureBucket': 'no no no no yes no no no yes',
-  'viewer': 'no no yes yes yes yes yes no yes',
-  'createUser': 'no no yes yes yes yes yes no yes',
-  'authorize': 'no no yes yes yes yes yes no yes',
-  'resetUser': 'no no no no yes no no no yes',
-  'deleteUser': 'no no no no yes no no no yes',
-  'apiKeys / createApiKey / revokeApiKey': 'no no no no yes no no no yes',
-  'aclRules / grantAcl / shareBucket': 'no no no no yes no no no yes',
-  'buckets / changesAcrossUsers': 'no no no no yes no no no yes',
-  'createApp': 'no no no no no no no no yes',
+  'read (changes, entities, events)': 'no no no no no yes yes yes no yes',
+  'write (submitChanges MODIFY)': 'no no no no no yes yes no no yes',
+  'subscribe (changes)': 'no no no no no yes yes yes no yes',
+  'pushEvents': 'no no no no no yes yes no no yes',
+  'DROP a bucket': 'no no no no no yes no no no yes',
+  'configureBucket': 'no no no no no yes no no no yes',
+  'viewer': 'no no no yes yes yes yes yes no yes',
+  'createUser': 'no no no yes yes yes yes yes no yes',
+  'authorize': 'no no no yes yes yes yes yes no yes',
+  'resetUser': 'no no no no no yes no no no yes',
+  'deleteUser': 'no no no no no yes no no no yes',
+  'apiKeys / createApiKey / revokeApiKey': 'no no no no no yes no no no yes',
+  'aclRules / grantAcl / shareBucket': 'no no no no no yes no no no yes',
+  'buckets / changesAcrossUsers': 'no no no no no yes no no no yes',
+  'createApp': 'no no no no no no no no no yes',
 };
 
 interface Credential {
@@ -220,6 +221,8 @@ beforeAll(async () => {
   };
   await signUp(keys.defaultKey, 'signin');
   const alice = await signUp(keys.defaultKey, 'alice');
+  const expiring = await rawPost(node, { query: 'mutation { authorize(username: "alice", password: "alice password", ttlSeconds: 1) { token expiresAt } }' }, { token: keys.defaultKey });
+  const expired = (expiring.data as unknown as { authorize: { token: string; expiresAt: string } }).authorize;
   const rita = await signUp(keys.readonlyKey, 'rita');
   const revoked = (await post({ headers: bearer(adminKey), user: null }, 'mutation { createApiKey(level: ADMIN) { key info { id } } }')).data as unknown as {
     createApiKey: { key: string; info: { id: string } };
@@ -229,8 +232,10 @@ beforeAll(async () => {
     createApp: { defaultKey: string };
   };
   const bob = await signUp(other.createApp.defaultKey, 'bob');
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, new Date(expired.expiresAt).getTime() - Date.now()) + 20));
   Object.assign(credentials, {
     none: { headers: {}, user: null },
+    'expired token': { headers: bearer(expired.token), user: 'alice' },
     'revoked key': { headers: bearer(revoked.createApiKey.key), user: null },
     'read-only key': { headers: bearer(keys.readonlyKey), user: null },
     'default key': { headers: bearer(keys.defaultKey), user: null },
