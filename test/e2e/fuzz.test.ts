@@ -145,6 +145,7 @@ describe('fuzzing every mutation', () => {
     const mutations: Array<[string, fc.Arbitrary<Record<string, unknown>>]> = [
       ['mutation($n: String!, $c: BucketConfigInput!) { configureBucket(name: $n, config: $c) { name } }', fc.record({ n: maybe(name), c: maybe(fc.record({ versionMax: maybe(fc.nat(100)) })) })],
       ['mutation($r: AclRuleInput!) { grantAcl(rule: $r) { user } }', fc.record({ r: maybe(fc.record({ user: maybe(name), item: maybe(name), action: maybe(name), type: maybe(fc.constantFrom('ALLOW', 'DENY')) })) })],
+      ['mutation($r: AclRuleInput!) { revokeAcl(rule: $r) { user } }', fc.record({ r: maybe(fc.record({ user: maybe(name), item: maybe(name), action: maybe(name), type: maybe(fc.constantFrom('ALLOW', 'DENY')) })) })],
       ['mutation($n: String!, $s: Boolean!) { shareBucket(name: $n, shared: $s) }', fc.record({ n: maybe(name), s: maybe(fc.boolean()) })],
       ['mutation($l: KeyLevel!) { createApiKey(level: $l) { info { id } } }', fc.record({ l: maybe(fc.constantFrom('ADMIN', 'DEFAULT', 'READONLY')) })],
       ['mutation($id: ID!) { revokeApiKey(id: $id) { id } }', fc.record({ id: maybe(hexId) })],
@@ -159,6 +160,13 @@ describe('fuzzing every mutation', () => {
         { numRuns: 40 },
       );
     }
+    // createApp takes the node's admin key.
+    await fc.assert(
+      fc.asyncProperty(maybe(name), async (id) => {
+        expectCoded((await rawPost(node, { query: 'mutation($id: ID!) { createApp(id: $id) { adminKey } }', variables: { id } })) as Answer);
+      }),
+      { numRuns: 40 },
+    );
   });
 
   it('sign-up and sign-in: coded errors for any username and password', async () => {
