@@ -5,7 +5,7 @@
  */
 import type { BenchConfig } from './config.js';
 import type { Results } from './report.js';
-import { formatPercent, formatRate } from './stats.js';
+import { formatMs, formatPercent, formatRate } from './stats.js';
 
 /** A JavaScript thread this busy is the bottleneck. */
 const saturated = (fraction: number) => Number.isFinite(fraction) && fraction >= 0.85;
@@ -84,6 +84,10 @@ export function whatLimits(results: Results, config: BenchConfig): string {
         (fan.clientCpu >= 0.7
           ? ` The bench client was busy too (${formatPercent(fan.clientCpu)} of a core, ${formatPercent(fan.clientKernelCpu)} of it in the kernel reading ${fan.sockets} sockets), so the figure is partly bounded by the load generator; fewer sockets (BENCH_SOCKETS) make it cheaper.`
           : ` The bench client was not the limit (${formatPercent(fan.clientCpu)} of a core).`) +
+        (results.node.fanoutMux !== undefined
+          ? ` With the same subscribers multiplexed over ${results.node.fanoutMux.sockets} sockets (the diagnostic row), the node's p99 is ` +
+            `${formatMs(results.node.fanoutMux.latency.p99)}: at one socket per subscriber, what is left is the kernel's socket writes and the client's reads.`
+          : '') +
         ' Idle memory is the growth of the server\'s RSS with the sockets and subscriptions open (split in Details), ' +
         'each reading taken after full GCs forced through the server\'s inspector.',
     );

@@ -56,6 +56,8 @@ export interface BenchConfig {
   valueBytes: number;
   /** Diagnostic: W1 over graphql-ws again, spread over this many buckets (0: skip). */
   diagBuckets: number;
+  /** Diagnostic: W2 again with the subscribers multiplexed over this many sockets (0: skip). */
+  muxSockets: number;
   /** Transport of W1b, of the W2 writer and of the W3 fill: http (default) or ws. */
   writeTransport: 'http' | 'ws';
   /** A part (one workload against one server) still running after this is recorded as failed. */
@@ -100,6 +102,7 @@ export function loadConfig(): BenchConfig {
     levelSeconds: num('BENCH_LEVEL_SECONDS', 2),
     valueBytes: int('BENCH_VALUE_BYTES', 200),
     diagBuckets: Math.round(num('BENCH_DIAG_BUCKETS', 8)),
+    muxSockets: Math.round(num('BENCH_MUX_SOCKETS', 10)),
     writeTransport: transport('BENCH_WRITE_TRANSPORT', 'http'),
     partTimeoutSeconds: num('BENCH_PART_TIMEOUT_SECONDS', 180),
     only,

@@ -13,7 +13,7 @@ import type { FanoutResult } from './workloads/fanout.js';
 
 export interface Results {
   level?: RawLevelResult;
-  bare: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; fanout?: FanoutResult };
+  bare: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; fanout?: FanoutResult; fanoutMux?: FanoutResult };
   node: {
     w1http?: ClosedLoopResult;
     w1ws?: ClosedLoopResult;
@@ -21,6 +21,7 @@ export interface Results {
     w1spread?: ClosedLoopResult;
     w1b?: ClosedLoopResult;
     fanout?: FanoutResult;
+    fanoutMux?: FanoutResult;
     catchup?: CatchupResult;
   };
   /** Failures by part name (e.g. 'node w1 http'). */
@@ -187,6 +188,21 @@ export function buildRows(results: Results, config: BenchConfig): Row[] {
     rows.push({ workload: 'diag: W1 graphql-ws over several buckets', figure: 'ERROR (see below)', baseline: dash, ratio: dash, goal: dash, verdict: 'ERROR' });
   }
 
+  // Diagnostic: W2 with the subscribers multiplexed over a few sockets.
+  const mux = results.node.fanoutMux;
+  if (mux !== undefined) {
+    const naive = results.bare.fanoutMux;
+    const text = (f: FanoutResult) => (f.censored === 0 ? latencyText(f.latency) : `p99 >= ${formatMs(f.latency.p99)} (${formatPercent(f.delivered / f.expected)} delivered in time)`);
+    rows.push({
+      workload: `diag: W2 fanout, ${config.subscribers} subscribers over ${Math.min(config.muxSockets, config.subscribers)} sockets`,
+      figure: text(mux),
+      baseline: naive === undefined ? dash : `${text(naive)} (naive fanout)`,
+      ratio: ratioText(naive === undefined ? NaN : mux.latency.p99 / naive.latency.p99),
+      goal: dash,
+      verdict: 'info',
+    });
+  }
+
   // Reference figure: synced single puts (what one fsync per change would allow).
   if (results.level !== undefined) {
     rows.push({
@@ -250,6 +266,8 @@ function details(results: Results): string[] {
   };
   fanout('bare server fanout', results.bare.fanout);
   fanout('node fanout', results.node.fanout);
+  fanout('bare server fanout, multiplexed (diagnostic)', results.bare.fanoutMux);
+  fanout('node fanout, multiplexed (diagnostic)', results.node.fanoutMux);
   const c = results.node.catchup;
   if (c !== undefined) {
     out.push(`- W3 fill: ${c.written.toLocaleString('en-US')} changes in ${c.fillSeconds.toFixed(1)} s (${formatRate(c.fillPerSecond)} changes/s).`);

@@ -20,6 +20,7 @@
  *   BENCH_BATCH (100)            changes per request in W1b and in the W3 fill; puts per raw batch
  *   BENCH_SUBSCRIBERS (1000)     W2 subscribers
  *   BENCH_SOCKETS (1000)         sockets the W2 subscribers are spread over (round-robin)
+ *   BENCH_MUX_SOCKETS (10)       diagnostic W2 run with the subscribers on this many sockets (0: skip)
  *   BENCH_RATE (100)             W2 writer changes per second
  *   BENCH_FANOUT_SECONDS (5)     W2 writer duration
  *   BENCH_DRAIN_SECONDS (10)     longest wait for W2's last deliveries
@@ -115,9 +116,9 @@ async function main(): Promise<void> {
   const checkPublished = (result: GqlResult) => {
     if (dataOf(result, 'publish')['publish'] !== 1) throw new Error(`publish: ${JSON.stringify(result)}`);
   };
-  const fanoutOptions = (bucket: string) => ({
+  const fanoutOptions = (bucket: string, sockets = config.sockets) => ({
     subscribers: config.subscribers,
-    sockets: Math.min(config.sockets, config.subscribers),
+    sockets: Math.min(sockets, config.subscribers),
     rate: config.rate,
     seconds: config.fanoutSeconds,
     drainSeconds: config.drainSeconds,
@@ -137,6 +138,20 @@ async function main(): Promise<void> {
       results.node.fanout = await attempt('node w2', node, () =>
         runFanout(node, { ...fanoutOptions('w2'), writeQuery: SUBMIT, checkWrite: (r) => checkSubmitted(r, 1) }),
       );
+    }
+    // The same fan-out with the subscribers multiplexed over a few sockets: the server's work per
+    // delivery without one socket write (and one client read) per subscriber.
+    if (config.muxSockets > 0) {
+      if (bare !== undefined) {
+        results.bare.fanoutMux = await attempt('bare w2 mux', bare, () =>
+          runFanout(bare, { ...fanoutOptions('w2mux', config.muxSockets), writeQuery: PUBLISH, checkWrite: checkPublished }),
+        );
+      }
+      if (node !== undefined) {
+        results.node.fanoutMux = await attempt('node w2 mux', node, () =>
+          runFanout(node, { ...fanoutOptions('w2mux', config.muxSockets), writeQuery: SUBMIT, checkWrite: (r) => checkSubmitted(r, 1) }),
+        );
+      }
     }
   }
 
