@@ -195,7 +195,7 @@ export class Directory {
     return record.revokedAt === null ? record : undefined;
   }
 
-  async createUser(appId: string, username: string, password: string): Promise<{ app: string; username: string }> {
+  async createUser(appId: string, username: string, password: string): Promise<Omit<UserRecord, 'password'>> {
     const app = await this.requireApp(appId);
     const name = normaliseUsername(username);
     validatePassword(password);
@@ -213,7 +213,7 @@ export class Directory {
         createdAt: this.ctx.now(),
       };
       await this.store.write([{ type: 'put', key, value: JSON.stringify(record) }], { sync: true });
-      return { app: app.id, username: name };
+      return { app: app.id, username: name, createdAt: record.createdAt };
     } finally {
       this.creating.delete(key);
     }

@@ -134,8 +134,7 @@ export const AuthMutation: Pick<
   },
   createUser: async (_, { username, password }, { access, directory }) => {
     requireCapability(access, Capability.CREATE_USER);
-    await directory.createUser(access.app, username, password);
-    const user = (await directory.user(access.app, username))!;
+    const user = await directory.createUser(access.app, username, password);
     return { username: user.username, createdAt: iso(user.createdAt) };
   },
   authorize: async (_, { username, password, ttlSeconds }, { access, directory, source }) => {
