@@ -7,9 +7,10 @@ import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/
 import { nodeIdKey, PartitionLayout, registry } from '../storage/layout.js';
 import { StagedStore, type StagedOp, type StagedStoreOptions } from '../storage/staged-store.js';
 import { prefixEnd, type KeyValueStore } from '../storage/store.js';
+import { HybridClock } from './hlc.js';
 import { Partition, partitionId, type EngineContext } from './partition.js';
 
-export interface EngineOptions extends Omit<EngineContext, 'nodeId'>, StagedStoreOptions {
+export interface EngineOptions extends Omit<EngineContext, 'nodeId' | 'clock'>, StagedStoreOptions {
   /** Makes the id of a node on its first start (the origin of the records it accepts). */
   newNodeId: () => string;
 }
@@ -32,7 +33,7 @@ export class Engine {
       await store.stage([{ type: 'put', key: nodeIdKey, value: nodeId }]);
     }
     const { newNodeId: _unused, ...ctx } = options;
-    return new Engine(store, { ...ctx, nodeId });
+    return new Engine(store, { ...ctx, nodeId, clock: new HybridClock(ctx.now) });
   }
 
   get nodeId(): string {

@@ -22,27 +22,33 @@ import {
 import { normaliseCcid, validateCcid, validateClientId, validateEntityKey } from '../model/names.js';
 import { isRetained, versionsToPrune, type RetentionPolicy } from '../model/retention.js';
 import type { Limits } from '../options.js';
+import { advance, dominates, emptyVector, merge, seqOf, type VersionVector } from '../model/version-vector.js';
+import { recordRef } from '../model/converge.js';
+import type { HybridClock } from './hlc.js';
 import { PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
 import {
   initialMeta,
   type BucketConfig,
+  type ChangeEntry,
   type ChangeOp,
   type ChangeOutcome,
   type ChangeRecord,
   type ChangeView,
   type EntityState,
   type EntityView,
-  type EventRecord,
+  type EventEntry,
   type EventView,
   type PartitionMeta,
 } from './records.js';
 
 /** What the engine needs from its host: identity, time and chance are injected, never global. */
 export interface EngineContext {
+  /** The origin of the records this node accepts: its id, made when its data dir was created. */
   nodeId: string;
   now: () => number;
+  clock: HybridClock;
   /** A new UUIDv7. */
   newId: () => string;
   limits: Limits;
@@ -119,16 +125,20 @@ export class Partition {
   private tail: Promise<unknown> = Promise.resolve();
   /** The last staged write; awaiting it means everything computed so far is durable. */
   private lastStaged: Promise<void> = Promise.resolve();
-  /** Last sequence numbers staged (what the next change or event follows). */
-  private changeSeq: number;
-  private eventSeq: number;
+  /** Last log positions staged (what the next entry follows), and the version vectors after them. */
+  private changePos: number;
+  private eventPos: number;
+  private changeVector: VersionVector;
+  private eventVector: VersionVector;
   /** The store's failure count when the staged counters were last known good. */
   private failuresSeen: number;
   /** Whether the registry lists this partition (storage/layout.ts `registry`); undefined: unknown. */
   private listed: boolean | undefined;
-  /** Highest sequence numbers known durable (cursors beyond them were not issued by us). */
-  private durableChangeSeq: number;
-  private durableEventSeq: number;
+  /** Positions and vectors known durable (cursors beyond them were not issued by us). */
+  private durableChangePos: number;
+  private durableEventPos: number;
+  private durableChangeVector: VersionVector;
+  private durableEventVector: VersionVector;
   private garbageCollection: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -138,29 +148,39 @@ export class Partition {
     readonly owner: string | null,
     private readonly store: StagedStore,
     private readonly ctx: EngineContext,
-    heads: { changeSeq: number; eventSeq: number },
+    heads: LogHeads,
     listed: boolean,
   ) {
     this.listed = listed;
     this.partition = partitionId(app, bucket, owner);
     this.layout = new PartitionLayout(this.partition);
-    this.changeSeq = this.durableChangeSeq = heads.changeSeq;
-    this.eventSeq = this.durableEventSeq = heads.eventSeq;
+    this.changePos = this.durableChangePos = heads.changePos;
+    this.eventPos = this.durableEventPos = heads.eventPos;
+    this.changeVector = this.durableChangeVector = heads.changeVector;
+    this.eventVector = this.durableEventVector = heads.eventVector;
     this.failuresSeen = store.failures;
   }
 
   static async open(app: string, bucket: string, owner: string | null, store: StagedStore, ctx: EngineContext): Promise<Partition> {
     const layout = new PartitionLayout(partitionId(app, bucket, owner));
     const meta = (await store.get<PartitionMeta>(layout.meta, { durable: true })) ?? initialMeta;
-    const lastSeq = async (range: { gte: string; lt: string }) => {
-      for await (const [key] of store.entries({ ...range, reverse: true, limit: 1 })) return PartitionLayout.seqOfKey(key);
-      return 0;
+    const last = async <T extends ChangeEntry | EventEntry>(range: { gte: string; lt: string }) => {
+      for await (const [key, entry] of store.entries<T>({ ...range, reverse: true, limit: 1 })) {
+        return { pos: PartitionLayout.seqOfKey(key), entry };
+      }
+      return undefined;
     };
-    const heads = {
+    const lastChange = await last<ChangeEntry>(layout.changesFrom(1));
+    const lastEvent = await last<EventEntry>(layout.eventsFrom(1));
+    // Records made here after a restart must still sort after everything already here.
+    if (lastChange?.entry.hlc !== undefined) ctx.clock.observe(lastChange.entry.hlc);
+    const heads: LogHeads = {
       // The EMPTY/DROP record that starts a compacted log is never collected: the log is never
       // emptier than its start.
-      changeSeq: Math.max(await lastSeq(layout.changesFrom(1)), meta.changeLogStart - 1),
-      eventSeq: await lastSeq(layout.eventsFrom(1)),
+      changePos: Math.max(lastChange?.pos ?? 0, meta.changeLogStart - 1),
+      eventPos: lastEvent?.pos ?? 0,
+      changeVector: lastChange === undefined ? emptyVector : entryVector(lastChange.entry),
+      eventVector: lastEvent === undefined ? emptyVector : entryVector(lastEvent.entry),
     };
     const listed = (await store.get(registry.bucket(app, bucket, owner), { durable: true })) !== undefined;
     const partition = new Partition(app, bucket, owner, store, ctx, heads, listed);
@@ -226,7 +246,7 @@ export class Partition {
     const ccid = normaliseCcid(input.ccid);
     const original = await this.store.get<ChangeRecord>(this.layout.ccid(ccid));
     if (original !== undefined) {
-      return { ccid: input.ccid, change: this.changeView(original), error: null, duplicate: true, noop: false, entity: null };
+      return { ccid: input.ccid, change: this.changeView(original, 0), error: null, duplicate: true, noop: false, entity: null };
     }
     const meta = await this.meta();
     const base = { ccid, clientId, sourceVersion: input.baseVersion ?? null };
@@ -352,8 +372,7 @@ export class Partition {
       return { ccid: base.ccid, change: null, error: null, duplicate: false, noop: true, entity: this.entityView(key, alive) };
     }
     const version = (current?.version ?? 0) + 1;
-    const state: EntityState = { version, data, deleted: false };
-    return this.record(meta, config, key, current?.version ?? 0, state, { ...base, key, op: 'MODIFY', version, diff, data });
+    return this.record(meta, config, key, current, { ...base, key, op: 'MODIFY', version, diff, data });
   }
 
   /** The client's edit as a diff against `baseData`; a diff that does not apply there is refused. */
@@ -372,45 +391,77 @@ export class Partition {
       throw badVersion(`${key} is at version ${current.version}, not ${baseVersion}`);
     }
     const version = current.version + 1;
-    const state: EntityState = { version, data: null, deleted: true };
-    return this.record(meta, config, key, current.version, state, { ...base, key, op: 'DELETE', version, diff: null, data: null });
+    return this.record(meta, config, key, current, { ...base, key, op: 'DELETE', version, diff: null, data: null });
   }
 
   private record(
     meta: PartitionMeta,
     config: BucketConfig,
     key: string,
-    previousVersion: number,
-    state: EntityState,
-    fields: Omit<ChangeRecord, 'id' | 'origin' | 'seq' | 'at'>,
+    current: EntityState | undefined,
+    fields: Omit<ChangeRecord, 'id' | 'origin' | 'seq' | 'at' | 'hlc' | 'deps' | 'cut'> & { version: number },
   ): ChangeOutcome {
-    const seq = ++this.changeSeq;
-    const record: ChangeRecord = { id: this.ctx.newId(), ...fields, origin: this.ctx.nodeId, seq, at: this.ctx.now() };
-    const ops: StagedOp[] = [
+    const self = this.ctx.nodeId;
+    // Made on the entity as it is here: after its last record in the total order.
+    if (current?.hlc !== undefined) this.ctx.clock.observe(current.hlc);
+    const pos = ++this.changePos;
+    const seq = seqOf(this.changeVector, self) + 1;
+    const vector = advance(this.changeVector, self, seq);
+    this.changeVector = vector;
+    const entry: ChangeEntry = {
+      id: this.ctx.newId(),
+      ...fields,
+      origin: self,
+      seq,
+      at: this.ctx.now(),
+      hlc: this.ctx.clock.tick(),
+      deps: current?.heads ?? [],
+    };
+    if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
+    const state: EntityState = {
+      version: fields.version,
+      data: fields.data,
+      deleted: fields.op === 'DELETE',
+      heads: [recordRef(self, seq)],
+      hlc: entry.hlc,
+      origin: self,
+    };
+    const ops = this.entityWrites(meta, config, key, current?.version ?? 0, state);
+    // The log is read by range, never by key: no point caching its records.
+    ops.push({ type: 'put', key: this.layout.change(pos), value: entry, cache: false });
+    // Read again only when a client retries: from the staged map, then from LevelDB.
+    ops.push({ type: 'put', key: this.layout.ccid(entry.ccid), value: entry, cache: false });
+    ops.push(...this.listing(true));
+    const view = this.changeView(entry, pos);
+    this.stage(ops, () => {
+      this.durableChangePos = pos;
+      this.durableChangeVector = vector;
+      this.changeFeed.publish(view);
+    });
+    return { ccid: fields.ccid, change: view, error: null, duplicate: false, noop: false, entity: this.entityView(key, state) };
+  }
+
+  /** The writes that make `state` an entity's current state, and its retained versions. */
+  private entityWrites(meta: PartitionMeta, config: BucketConfig, key: string, previousVersion: number, state: EntityState): StagedOp[] {
+    return [
       { type: 'put', key: this.layout.entity(meta.gen, key), value: state },
       // Versions are read only to rebase a stale change: not worth a place in the cache.
       { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state, cache: false },
       ...versionsToPrune(previousVersion, state.version, config).map(
         (v): StagedOp => ({ type: 'del', key: this.layout.version(meta.gen, key, v) }),
       ),
-      // The log is read by range, never by key: no point caching its records.
-      { type: 'put', key: this.layout.change(seq), value: record, cache: false },
-      // Read again only when a client retries: from the staged map, then from LevelDB.
-      { type: 'put', key: this.layout.ccid(record.ccid), value: record, cache: false },
-      ...this.listing(true),
     ];
-    const view = this.changeView(record);
-    this.stage(ops, () => {
-      this.durableChangeSeq = seq;
-      this.changeFeed.publish(view);
-    });
-    return { ccid: fields.ccid, change: view, error: null, duplicate: false, noop: false, entity: this.entityView(key, state) };
   }
 
   /** EMPTY and DROP: one small write that moves entities to a new generation. */
   private async clear(meta: PartitionMeta, op: 'EMPTY' | 'DROP', base: RecordBase): Promise<ChangeOutcome> {
-    const seq = ++this.changeSeq;
-    const record: ChangeRecord = {
+    const self = this.ctx.nodeId;
+    const pos = ++this.changePos;
+    const seq = seqOf(this.changeVector, self) + 1;
+    const cut = this.changeVector;
+    const vector = advance(cut, self, seq);
+    this.changeVector = vector;
+    const entry: ChangeEntry = {
       id: this.ctx.newId(),
       ...base,
       key: null,
@@ -418,28 +469,33 @@ export class Partition {
       version: null,
       diff: null,
       data: null,
-      origin: this.ctx.nodeId,
+      origin: self,
       seq,
       at: this.ctx.now(),
+      hlc: this.ctx.clock.tick(),
+      cut,
     };
+    if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
     const next: PartitionMeta = {
       ...meta,
       gen: meta.gen + 1,
       // Everything before this record is superseded by it: a reader from an older cursor gets
       // this record (and clears its copy) and everything after it.
-      changeLogStart: seq,
+      changeLogStart: pos,
       garbage: [...meta.garbage, meta.gen],
+      cut: merge(meta.cut ?? emptyVector, cut),
     };
     const ops: StagedOp[] = [
-      { type: 'put', key: this.layout.change(seq), value: record },
-      { type: 'put', key: this.layout.ccid(record.ccid), value: record },
+      { type: 'put', key: this.layout.change(pos), value: entry },
+      { type: 'put', key: this.layout.ccid(entry.ccid), value: entry },
       { type: 'put', key: this.layout.meta, value: next },
     ];
     if (op === 'DROP') ops.push({ type: 'del', key: this.layout.config });
     ops.push(...this.listing(op === 'EMPTY'));
-    const view = this.changeView(record);
+    const view = this.changeView(entry, pos);
     this.stage(ops, () => {
-      this.durableChangeSeq = seq;
+      this.durableChangePos = pos;
+      this.durableChangeVector = vector;
       this.changeFeed.publish(view);
       this.collectGarbage();
     });
@@ -480,7 +536,7 @@ export class Partition {
     if (inputs.length > this.ctx.limits.eventsPerRequestMax) {
       throw new SyncError(ErrorCode.LIMIT_EXCEEDED, `at most ${this.ctx.limits.eventsPerRequestMax} events per request`);
     }
-    const fromSeq = since === null ? 1 : this.startOf(since, 'events');
+    const resume = await this.resume(since, 'events');
     await this.store.prefetch(inputs.filter((e) => e.uuid.length === 36).map((e) => this.layout.uuid(e.uuid.toLowerCase())));
     const { accepted, rejected, barrier } = await this.exclusive(async () => {
       const accepted: EventView[] = [];
@@ -488,7 +544,9 @@ export class Partition {
       const fresh: EventView[] = [];
       const inRequest = new Map<string, EventView>();
       const ops: StagedOp[] = [];
-      let seq = this.eventSeq;
+      const self = this.ctx.nodeId;
+      let pos = this.eventPos;
+      let vector = this.eventVector;
       for (const input of inputs) {
         let event: EventInput;
         try {
@@ -510,97 +568,154 @@ export class Partition {
           accepted.push(repeated);
           continue;
         }
-        seq++;
-        const record: EventRecord = { ...event, origin: this.ctx.nodeId, seq, at: this.ctx.now() };
-        ops.push({ type: 'put', key: this.layout.event(seq), value: record, cache: false });
-        ops.push({ type: 'put', key: this.layout.uuid(event.uuid), value: seq });
-        const view = this.eventView(record);
+        pos++;
+        const seq = seqOf(vector, self) + 1;
+        vector = advance(vector, self, seq);
+        const entry: EventEntry = { ...event, origin: self, seq, at: this.ctx.now() };
+        if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
+        ops.push({ type: 'put', key: this.layout.event(pos), value: entry, cache: false });
+        ops.push({ type: 'put', key: this.layout.uuid(event.uuid), value: pos });
+        const view = this.eventView(entry, pos);
         inRequest.set(event.uuid, view);
         accepted.push(view);
         fresh.push(view);
       }
       if (ops.length > 0) {
         ops.push(...this.listing(true));
-        this.eventSeq = seq;
-        const last = seq;
+        this.eventPos = pos;
+        this.eventVector = vector;
+        const last = pos;
+        const lastVector = vector;
         this.stage(ops, () => {
-          this.durableEventSeq = last;
+          this.durableEventPos = last;
+          this.durableEventVector = lastVector;
           for (const view of fresh) this.eventFeed.publish(view);
         });
       }
       return { accepted, rejected, barrier: this.lastStaged };
     });
     await barrier;
-    const page = await this.readEvents(fromSeq, this.ctx.limits.pageSizeMax);
-    return {
-      accepted,
-      rejected,
-      history: page.events,
-      cursor: page.events.at(-1)?.cursor ?? since ?? this.cursorAt('events', fromSeq - 1),
-      hasMore: page.hasMore,
-    };
+    const page = await this.readEvents(resume, this.ctx.limits.pageSizeMax);
+    return { accepted, rejected, history: page.events, cursor: page.cursor, hasMore: page.hasMore };
   }
 
   private async storedEvent(uuid: string): Promise<EventView | undefined> {
-    const seq = await this.store.get<number>(this.layout.uuid(uuid));
-    if (seq === undefined) return undefined;
-    const record = await this.store.get<EventRecord>(this.layout.event(seq));
-    return record === undefined ? undefined : this.eventView(record);
+    const pos = await this.store.get<number>(this.layout.uuid(uuid));
+    if (pos === undefined) return undefined;
+    const entry = await this.store.get<EventEntry>(this.layout.event(pos));
+    return entry === undefined ? undefined : this.eventView(entry, pos);
   }
 
   // ---------------------------------------------------------------- reads (durable state only)
 
   async changes(since: string | null, limit: number | null): Promise<ChangePage> {
-    const fromSeq = since === null ? 1 : this.startOf(since, 'changes');
-    const records = await this.readChangeRecords(fromSeq, this.pageSize(limit) + 1);
-    const hasMore = records.length > this.pageSize(limit);
-    const changes = records.slice(0, this.pageSize(limit));
-    return { changes, hasMore, cursor: changes.at(-1)?.cursor ?? since ?? this.cursorAt('changes', fromSeq - 1) };
+    const size = this.pageSize(limit);
+    const resume = await this.resume(since, 'changes');
+    const views = await this.readChangeRecords(resume.fromPos, size + 1, (view) => covers(resume, view));
+    const changes = views.slice(0, size);
+    const last = changes.at(-1);
+    return { changes, hasMore: views.length > size, cursor: last === undefined ? (since ?? this.cursorOf('changes', emptyVector)) : cursorFor(resume, last) };
   }
 
   async events(since: string | null, limit: number | null): Promise<EventPage> {
-    const fromSeq = since === null ? 1 : this.startOf(since, 'events');
-    const page = await this.readEvents(fromSeq, this.pageSize(limit));
-    return { ...page, cursor: page.events.at(-1)?.cursor ?? since ?? this.cursorAt('events', fromSeq - 1) };
+    return this.readEvents(await this.resume(since, 'events'), this.pageSize(limit));
   }
 
-  /** Validates `since` (throws INVALID_CURSOR) and returns the sequence number to start from. */
-  startOf(since: string, stream: StreamKind): number {
+  /**
+   * Where a reader resumes from a cursor (throws INVALID_CURSOR when it is not one of this
+   * bucket's). A cursor is a version vector: on a replica whose log holds only its own records
+   * (every single node) it is a log position; otherwise the reader starts at the first entry it
+   * has not seen and skips those it has (`covers`).
+   */
+  async resume(since: string | null, stream: StreamKind): Promise<Resume> {
+    if (since === null) return { fromPos: 1, covered: null, since: emptyVector, ahead: false };
     const position = decodeCursor(since);
     if (position.stream !== stream || position.partition !== this.partition) {
       throw new SyncError(ErrorCode.INVALID_CURSOR, `cursor does not belong to the ${stream} of bucket ${this.bucket}`);
     }
-    let seq = 0;
-    for (const [origin, originSeq] of Object.entries(position.vector)) {
-      if (origin !== this.ctx.nodeId) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor names an unknown origin');
-      seq = originSeq;
+    const self = this.ctx.nodeId;
+    const vector = position.vector;
+    const head = stream === 'changes' ? this.durableChangeVector : this.durableEventVector;
+    // Other replicas may be ahead of this one, but nobody knows more of our own records than we do.
+    if (seqOf(vector, self) > seqOf(head, self)) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
+    if (onlyOrigin(head, self) && onlyOrigin(vector, self)) {
+      return { fromPos: seqOf(vector, self) + 1, covered: null, since: vector, ahead: false };
     }
-    const head = stream === 'changes' ? this.durableChangeSeq : this.durableEventSeq;
-    if (seq > head) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
-    return seq + 1;
+    return { fromPos: await this.firstUncovered(stream, vector), covered: vector, since: vector, ahead: !dominates(head, vector) };
   }
 
-  cursorAt(stream: StreamKind, seq: number): string {
-    return encodeCursor({ stream, partition: this.partition, vector: seq > 0 ? { [this.ctx.nodeId]: seq } : {} });
+  /** The first log position whose entry `vector` does not cover (vectors grow along the log). */
+  private async firstUncovered(stream: StreamKind, vector: VersionVector): Promise<number> {
+    let low = stream === 'changes' ? (await this.durableMeta()).changeLogStart : 1;
+    let high = (stream === 'changes' ? this.durableChangePos : this.durableEventPos) + 1;
+    while (low < high) {
+      const mid = Math.floor((low + high) / 2);
+      const key = stream === 'changes' ? this.layout.change(mid) : this.layout.event(mid);
+      const entry = await this.store.get<ChangeEntry | EventEntry>(key, { durable: true });
+      if (entry !== undefined && dominates(vector, entryVector(entry))) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 
   headCursor(stream: StreamKind): string {
-    return this.cursorAt(stream, stream === 'changes' ? this.durableChangeSeq : this.durableEventSeq);
+    return this.cursorOf(stream, stream === 'changes' ? this.durableChangeVector : this.durableEventVector);
   }
 
-  async readChangeRecords(fromSeq: number, limit: number): Promise<ChangeView[]> {
-    const page = await this.store.page<ChangeRecord>({ ...this.layout.changesFrom(Math.max(1, fromSeq)), limit });
-    return page.map(([, record]) => this.changeView(record));
+  /** This replica's durable version vector of a stream: which records it holds. */
+  vectorOf(stream: StreamKind): VersionVector {
+    return stream === 'changes' ? this.durableChangeVector : this.durableEventVector;
   }
 
-  async readEventRecords(fromSeq: number, limit: number): Promise<EventView[]> {
-    const page = await this.store.page<EventRecord>({ ...this.layout.eventsFrom(Math.max(1, fromSeq)), limit });
-    return page.map(([, record]) => this.eventView(record));
+  private cursorOf(stream: StreamKind, vector: VersionVector): string {
+    return encodeCursor({ stream, partition: this.partition, vector });
   }
 
-  private async readEvents(fromSeq: number, limit: number): Promise<{ events: EventView[]; hasMore: boolean }> {
-    const records = await this.readEventRecords(fromSeq, limit + 1);
-    return { events: records.slice(0, limit), hasMore: records.length > limit };
+  /**
+   * Durable change views from log position `fromPos`, at most `limit`, skipping superseded
+   * entries and those `skip` refuses (reading on until `limit` are found or the log ends).
+   */
+  async readChangeRecords(fromPos: number, limit: number, skip?: (view: ChangeView) => boolean): Promise<ChangeView[]> {
+    const out: ChangeView[] = [];
+    let pos = Math.max(1, fromPos);
+    for (;;) {
+      const wanted = limit - out.length;
+      const page = await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(pos), limit: wanted });
+      for (const [key, entry] of page) {
+        pos = PartitionLayout.seqOfKey(key) + 1;
+        if (entry.superseded === true) continue;
+        const view = this.changeView(entry, pos - 1);
+        if (skip === undefined || !skip(view)) out.push(view);
+      }
+      if (page.length < wanted || out.length >= limit) return out;
+    }
+  }
+
+  async readEventRecords(fromPos: number, limit: number, skip?: (view: EventView) => boolean): Promise<EventView[]> {
+    const out: EventView[] = [];
+    let pos = Math.max(1, fromPos);
+    for (;;) {
+      const wanted = limit - out.length;
+      const page = await this.store.page<EventEntry>({ ...this.layout.eventsFrom(pos), limit: wanted });
+      for (const [key, entry] of page) {
+        pos = PartitionLayout.seqOfKey(key) + 1;
+        if (entry.superseded === true) continue;
+        const view = this.eventView(entry, pos - 1);
+        if (skip === undefined || !skip(view)) out.push(view);
+      }
+      if (page.length < wanted || out.length >= limit) return out;
+    }
+  }
+
+  private async readEvents(resume: Resume, limit: number): Promise<EventPage> {
+    const views = await this.readEventRecords(resume.fromPos, limit + 1, (view) => covers(resume, view));
+    const events = views.slice(0, limit);
+    const last = events.at(-1);
+    return {
+      events,
+      hasMore: views.length > limit,
+      cursor: last === undefined ? this.cursorOf('events', resume.since) : cursorFor(resume, last),
+    };
   }
 
   async entity(key: string, version: number | null): Promise<EntityView | null> {
@@ -714,8 +829,10 @@ export class Partition {
       // A failed write discarded everything staged: continue from what is durable.
       if (this.failuresSeen !== this.store.failures) {
         this.failuresSeen = this.store.failures;
-        this.changeSeq = this.durableChangeSeq;
-        this.eventSeq = this.durableEventSeq;
+        this.changePos = this.durableChangePos;
+        this.eventPos = this.durableEventPos;
+        this.changeVector = this.durableChangeVector;
+        this.eventVector = this.durableEventVector;
         // Unknown: the next change writes the registry again (puts and deletes are idempotent).
         this.listed = undefined;
       }
@@ -758,33 +875,42 @@ export class Partition {
     return requested;
   }
 
-  private changeView(record: ChangeRecord): ChangeView {
+  private changeView(entry: ChangeEntry, pos: number): ChangeView {
+    const vector = entryVector(entry);
+    const local = entry.local;
     return {
-      id: record.id,
-      ccid: record.ccid,
-      clientId: record.clientId,
+      id: entry.id,
+      ccid: entry.ccid,
+      clientId: entry.clientId,
       bucket: this.bucket,
-      key: record.key,
-      op: record.op,
-      sourceVersion: record.sourceVersion,
-      version: record.version,
-      diff: record.diff,
-      data: record.data,
-      cursor: this.cursorAt('changes', record.seq),
-      seq: record.seq,
+      key: entry.key,
+      op: local === undefined ? entry.op : local.op,
+      sourceVersion: entry.sourceVersion,
+      version: local === undefined ? entry.version : local.version,
+      diff: local === undefined ? entry.diff : local.diff,
+      data: local === undefined ? entry.data : local.data,
+      cursor: this.cursorOf('changes', vector),
+      seq: pos,
+      origin: entry.origin,
+      originSeq: entry.seq,
+      vector,
     };
   }
 
-  private eventView(record: EventRecord): EventView {
+  private eventView(entry: EventEntry, pos: number): EventView {
+    const vector = entryVector(entry);
     return {
-      uuid: record.uuid,
-      timestamp: record.timestamp,
-      user: record.user,
-      item: record.item,
-      action: record.action,
-      payload: record.payload,
-      cursor: this.cursorAt('events', record.seq),
-      seq: record.seq,
+      uuid: entry.uuid,
+      timestamp: entry.timestamp,
+      user: entry.user,
+      item: entry.item,
+      action: entry.action,
+      payload: entry.payload,
+      cursor: this.cursorOf('events', vector),
+      seq: pos,
+      origin: entry.origin,
+      originSeq: entry.seq,
+      vector,
     };
   }
 
@@ -799,6 +925,59 @@ type CheckedChange =
   | { op: 'EMPTY' | 'DROP' };
 
 type RecordBase = { ccid: string; clientId: string | null; sourceVersion: number | null };
+
+interface LogHeads {
+  changePos: number;
+  eventPos: number;
+  changeVector: VersionVector;
+  eventVector: VersionVector;
+}
+
+/** Where a reader of a log resumes (`Partition.resume`). */
+export interface Resume {
+  /** The first log position to read. */
+  fromPos: number;
+  /** Records the reader has already seen, to skip; null when there are none from `fromPos` on. */
+  covered: VersionVector | null;
+  /** The reader's cursor, as a vector. */
+  since: VersionVector;
+  /**
+   * The reader has seen records this replica does not hold yet (its cursor came from a replica
+   * further ahead): cursors handed to it must keep them covered.
+   */
+  ahead: boolean;
+}
+
+export function covers(resume: Resume, view: { origin: string; originSeq: number }): boolean {
+  return resume.covered !== null && seqOf(resume.covered, view.origin) >= view.originSeq;
+}
+
+/** The cursor to hand a reader after `view`: the view's own, unless the reader was ahead. */
+export function cursorFor(resume: Resume, view: { cursor: string; vector: VersionVector }): string {
+  if (!resume.ahead) return view.cursor;
+  const position = decodeCursor(view.cursor);
+  return encodeCursor({ ...position, vector: merge(resume.since, view.vector) });
+}
+
+/** The replica's version vector after a log entry. */
+export function entryVector(entry: { origin: string; seq: number; vv?: VersionVector }): VersionVector {
+  return entry.vv ?? { [entry.origin]: entry.seq };
+}
+
+/** Whether `vector` is just `{origin: seq}` (then entries need not store it). */
+function isTrivialVector(vector: VersionVector, origin: string, seq: number): boolean {
+  let n = 0;
+  for (const key in vector) {
+    if (++n > 1 || key !== origin || vector[key] !== seq) return false;
+  }
+  return n === 1;
+}
+
+/** Whether `vector` names no origin but `origin`. */
+function onlyOrigin(vector: VersionVector, origin: string): boolean {
+  for (const key in vector) if (key !== origin) return false;
+  return true;
+}
 
 function passes(check: () => void): boolean {
   try {

@@ -5,6 +5,7 @@
 import type { JsonObject } from '../model/json.js';
 import type { ValidEvent } from '../model/event.js';
 import type { ObjectDiff } from '../model/jsondiff.js';
+import type { VersionVector } from '../model/version-vector.js';
 
 export type ChangeOp = 'MODIFY' | 'DELETE' | 'EMPTY' | 'DROP';
 export type ConflictMode = 'MERGE' | 'OPTIMISTIC';
@@ -25,6 +26,28 @@ export interface ChangeRecord {
   seq: number;
   /** Acceptance time, ms since the epoch. */
   at: number;
+  /**
+   * Hybrid logical clock of the origin when it accepted the change: with the origin, the record's
+   * place in the total order that replicas merge in (model/converge.ts).
+   */
+  hlc: number;
+  /** MODIFY and DELETE: the entity's heads at the origin, the records this one was made on. */
+  deps?: string[];
+  /** EMPTY and DROP: the origin's version vector before it: exactly the records it clears. */
+  cut?: VersionVector;
+}
+
+/**
+ * A change record as a replica's log holds it: the record as its origin made it (what travels
+ * between replicas), and what it did here when that differs.
+ */
+export interface ChangeEntry extends ChangeRecord {
+  /** This replica's version vector after the entry; absent when it is just `{origin: seq}`. */
+  vv?: VersionVector;
+  /** The entity as this replica left it, when a merge made it differ from the origin's. */
+  local?: { op: ChangeOp; version: number; data: JsonObject | null; diff: ObjectDiff | null };
+  /** Another record with the same ccid came first in the total order: this one counts for nothing. */
+  superseded?: true;
 }
 
 export interface EventRecord extends ValidEvent {
@@ -33,10 +56,21 @@ export interface EventRecord extends ValidEvent {
   at: number;
 }
 
+export interface EventEntry extends EventRecord {
+  vv?: VersionVector;
+  /** An event with the same uuid was already here: this copy counts for nothing. */
+  superseded?: true;
+}
+
 export interface EntityState {
   version: number;
   data: JsonObject | null;
   deleted: boolean;
+  /** The records no other record of this entity descends from (model/converge.ts). */
+  heads?: string[];
+  /** Order of the entity's last record: its clock and origin. */
+  hlc?: number;
+  origin?: string;
 }
 
 /**
@@ -51,6 +85,8 @@ export interface PartitionMeta {
   changeLogStart: number;
   /** Generations left behind by EMPTY/DROP and not yet cleared. */
   garbage: number[];
+  /** What EMPTY and DROP cleared: the records this vector covers count for nothing. */
+  cut?: VersionVector;
 }
 
 export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };
@@ -75,6 +111,11 @@ export interface ChangeView {
   cursor: string;
   /** Position in the local log, for ordering and de-duplication of streams. */
   seq: number;
+  /** The record's identity in every replica: its origin and its sequence number there. */
+  origin: string;
+  originSeq: number;
+  /** This replica's version vector after the record (what `cursor` encodes). */
+  vector: VersionVector;
 }
 
 export interface EventView {
@@ -86,6 +127,9 @@ export interface EventView {
   payload: string;
   cursor: string;
   seq: number;
+  origin: string;
+  originSeq: number;
+  vector: VersionVector;
 }
 
 export interface EntityView {

@@ -5,7 +5,8 @@
 import { LATER, mapAsyncIterator } from '../engine/async-map.js';
 import { OVERFLOW, type LiveFeed } from '../engine/live-feed.js';
 import type { Engine } from '../engine/engine.js';
-import type { Partition } from '../engine/partition.js';
+import { covers, cursorFor, type Partition } from '../engine/partition.js';
+import type { VersionVector } from '../model/version-vector.js';
 import type { Limits } from '../options.js';
 import type { ChangeView, EventView } from '../engine/records.js';
 import { recordStream, type Sequenced } from '../engine/record-stream.js';
@@ -34,7 +35,7 @@ function payloads<K extends string, T extends Sequenced>(
 }
 
 /** Validates `since` now (an immediate error), then streams one log of the partition. */
-function stream<K extends 'changes' | 'events'>(
+async function stream<K extends 'changes' | 'events'>(
   partition: Partition,
   kind: K,
   since: string | null | undefined,
@@ -42,24 +43,37 @@ function stream<K extends 'changes' | 'events'>(
   onClose: () => void,
   mayRead: ((key: string) => boolean) | undefined,
 ) {
-  const fromSeq = since ? partition.startOf(since, kind) : 1;
+  const resume = await partition.resume(since ?? null, kind);
   const readPage =
     kind === 'changes'
       ? (from: number, limit: number) => partition.readChangeRecords(from, limit)
       : (from: number, limit: number) => partition.readEventRecords(from, limit);
   const feed = kind === 'changes' ? partition.changeFeed : partition.eventFeed;
-  // Changes of entities the ACL hides from the subscriber are skipped (events have their own items).
-  const accept =
+  type Record = Sequenced & { origin: string; originSeq: number; cursor: string; vector: VersionVector };
+  // Records the subscriber saw on another replica are skipped; so are changes of entities the ACL
+  // hides from it (events have their own items).
+  const hidden =
     kind === 'changes' && mayRead !== undefined
-      ? (record: Sequenced) => {
-          const key = (record as ChangeView).key;
-          return key === null || mayRead(key);
+      ? (record: Record) => {
+          const key = (record as unknown as ChangeView).key;
+          return key !== null && !mayRead(key);
         }
       : undefined;
-  return payloads(
-    kind,
-    recordStream<Sequenced>({ fromSeq, readPage, feed: feed as unknown as LiveFeed<Sequenced>, queueMax, onClose, ...(accept ? { accept } : {}) }),
-  );
+  const accept =
+    resume.covered === null && hidden === undefined
+      ? undefined
+      : (record: Record) => !covers(resume, record) && hidden?.(record) !== true;
+  const records = recordStream<Record>({
+    fromSeq: resume.fromPos,
+    readPage: readPage as (from: number, limit: number) => Promise<Record[]>,
+    feed: feed as unknown as LiveFeed<Record>,
+    queueMax,
+    onClose,
+    ...(accept ? { accept } : {}),
+  });
+  // A subscriber that came from a replica further ahead keeps what it saw there in its cursors.
+  const recursor = (r: Record | typeof OVERFLOW) => (r === OVERFLOW ? r : { ...r, cursor: cursorFor(resume, r) });
+  return payloads(kind, resume.ahead ? mapAsyncIterator(records, recursor, recursor) : records);
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */
@@ -75,7 +89,7 @@ async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket
   const release = ctx.quotas.subscribe(ctx.access);
   try {
     const { partition, mayRead } = await scopeFor(ctx, bucket, Capability.READ);
-    return stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead);
+    return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead);
   } catch (error) {
     release();
     throw error;
