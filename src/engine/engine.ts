@@ -85,6 +85,24 @@ export class Engine {
     return partition;
   }
 
+  /** A partition by its id (`{app}/{bucket}` or `{app}/{bucket}/{owner}`, as replicas name them). */
+  partitionById(id: string): Promise<Partition> {
+    const parts = id.split('/');
+    if (parts.length < 2 || parts.length > 3) throw new SyncError(ErrorCode.INVALID_INPUT, `not a partition id: ${id}`);
+    return this.partition(parts[0]!, parts[1]!, parts[2] ?? null);
+  }
+
+  /** The ids of every partition that holds something here (durably), sorted. */
+  async partitionIds(): Promise<string[]> {
+    const rows = await this.store.page({ gte: 'r!', lt: prefixEnd('r!'), limit: 100_000_000 });
+    const ids: string[] = [];
+    for (const [key] of rows) {
+      const [, app, kind, bucket, owner] = key.split('!');
+      if (kind === 'b' && app !== undefined && bucket !== undefined) ids.push(partitionId(app, bucket, owner === '' || owner === undefined ? null : owner));
+    }
+    return ids.sort();
+  }
+
   /**
    * Deletes one instance of a bucket entirely (a deleted user's data): its live subscriptions
    * end, its pending writes land, then every record of it goes (logs, ccid and uuid indexes,

@@ -77,3 +77,14 @@ function measureDepth(value: unknown, depthMax: number, path: string, level: num
   }
   return deepest + 1;
 }
+
+/**
+ * JSON with object keys sorted at every level: equal values give equal strings, whatever order
+ * their keys were set in (replica digests compare these).
+ */
+export function canonicalJson(value: JsonValue): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(value).sort();
+  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key] as JsonValue)}`).join(',')}}`;
+}
