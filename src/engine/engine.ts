@@ -130,6 +130,13 @@ export class Engine {
     await this.store.stage(ops);
   }
 
+  /** {@link purge} by partition id. */
+  purgeById(id: string): Promise<void> {
+    const parts = id.split('/');
+    if (parts.length < 2 || parts.length > 3) throw new SyncError(ErrorCode.INVALID_INPUT, `not a partition id: ${id}`);
+    return this.purge(parts[0]!, parts[1]!, parts[2] ?? null);
+  }
+
   /** Live subscriptions across all partitions. */
   get subscriberCount(): number {
     let n = 0;

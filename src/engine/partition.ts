@@ -1317,9 +1317,13 @@ export function covers(resume: Resume, view: { origin: string; originSeq: number
   return resume.covered !== null && seqOf(resume.covered, view.origin) >= view.originSeq;
 }
 
-/** The cursor to hand a reader after `view`: the view's own, unless the reader was ahead. */
+/**
+ * The cursor to hand a reader after `view`: the view's own, unless the reader had seen records
+ * this view's vector does not include (on another replica, or skipped here as covered): the
+ * cursor must keep covering them.
+ */
 export function cursorFor(resume: Resume, view: { cursor: string; vector: VersionVector }): string {
-  if (!resume.ahead) return view.cursor;
+  if (resume.covered === null || dominates(view.vector, resume.since)) return view.cursor;
   const position = decodeCursor(view.cursor);
   return encodeCursor({ ...position, vector: merge(resume.since, view.vector) });
 }

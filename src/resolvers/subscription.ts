@@ -71,9 +71,13 @@ async function stream<K extends 'changes' | 'events'>(
     onClose,
     ...(accept ? { accept } : {}),
   });
-  // A subscriber that came from a replica further ahead keeps what it saw there in its cursors.
-  const recursor = (r: Record | typeof OVERFLOW) => (r === OVERFLOW ? r : { ...r, cursor: cursorFor(resume, r) });
-  return payloads(kind, resume.ahead ? mapAsyncIterator(records, recursor, recursor) : records);
+  // A subscriber resuming with records this log holds elsewhere keeps them covered in its cursors.
+  const recursor = (r: Record | typeof OVERFLOW) => {
+    if (r === OVERFLOW) return r;
+    const cursor = cursorFor(resume, r);
+    return cursor === r.cursor ? r : { ...r, cursor };
+  };
+  return payloads(kind, resume.covered !== null ? mapAsyncIterator(records, recursor, recursor) : records);
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */

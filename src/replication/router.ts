@@ -1,0 +1,32 @@
+/**
+ * Where a partition's operations run. A single node runs them on its own partitions
+ * (`localRouter`); in a cluster (`Cluster`), writes go to the partition's coordinator and are
+ * acknowledged once replicated, and reads are served from a local copy kept current.
+ */
+import type { Caller, ChangeInput, Partition, PushEventsOutcome } from '../engine/partition.js';
+import type { BucketConfig, ChangeOutcome } from '../engine/records.js';
+import type { EventInput } from '../model/event.js';
+
+export interface Router {
+  submitChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, caller: Caller): Promise<ChangeOutcome[]>;
+  pushEvents(
+    partition: Partition,
+    inputs: readonly EventInput[],
+    since: string | null,
+    author: string | null,
+    mayPush?: (event: EventInput) => boolean,
+  ): Promise<PushEventsOutcome>;
+  configure(partition: Partition, patch: Partial<BucketConfig>, caller: Caller): Promise<BucketConfig>;
+  /** Makes the local copy current enough to answer a read. */
+  beforeRead(partition: Partition): Promise<void>;
+  /** Keeps the local copy live while a subscription reads it; returns the release. */
+  follow(partition: Partition): () => void;
+}
+
+export const localRouter: Router = {
+  submitChanges: (partition, inputs, clientId, caller) => partition.submitChanges(inputs, clientId, caller),
+  pushEvents: (partition, inputs, since, author, mayPush) => partition.pushEvents(inputs, since, author, mayPush),
+  configure: (partition, patch, caller) => partition.configure(patch, caller),
+  beforeRead: async () => undefined,
+  follow: () => () => undefined,
+};
