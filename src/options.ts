@@ -64,6 +64,27 @@ export const defaultLimits: Limits = {
   tokenTtlSeconds: 30 * 86_400,
 };
 
+/** A node's place in a peer cluster (issue 4). Without it, the node runs alone. */
+export interface ClusterConfig {
+  /** This node's id in the ring: the same on every restart (`--node-id`). */
+  nodeId: string;
+  /** host:port of peers to connect to; may include this node's own address. */
+  peers: string[];
+  /** Secret shared by the cluster's nodes: node-to-node links prove they know it. */
+  clusterKey: string;
+  /** Replicas per partition (N). @default 3 (at most the cluster's size) */
+  replicas?: number;
+  /** Copies durable before a write is acknowledged (W). @default a majority of N */
+  writeQuorum?: number;
+  /** host:port peers reach this node at. @default host:port (the bound port) */
+  advertise?: string;
+  heartbeatMs?: number;
+  suspectAfterMs?: number;
+  antiEntropyMs?: number;
+  requestTimeoutMs?: number;
+  writeTimeoutMs?: number;
+}
+
 export interface NodeOptions {
   /** Interface to listen on. @default '127.0.0.1' */
   host?: string;
@@ -94,6 +115,8 @@ export interface NodeOptions {
   introspection?: boolean;
   /** GraphiQL on GET /graphql in a browser. @default true */
   graphiql?: boolean;
+  /** Run as a member of a peer cluster. */
+  cluster?: ClusterConfig;
 }
 
 export interface ResolvedNodeOptions {
@@ -110,6 +133,24 @@ export interface ResolvedNodeOptions {
   corsOrigins: string[];
   introspection: boolean;
   graphiql: boolean;
+  cluster: ClusterConfig | undefined;
+}
+
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$/;
+
+/** Checks a cluster configuration; throws an Error naming the first problem. */
+export function checkClusterConfig(config: ClusterConfig): void {
+  if (!NODE_ID.test(config.nodeId)) throw new Error('node id must be 1 to 64 of A-Z a-z 0-9 . _ -');
+  if (config.clusterKey.length < 16) throw new Error('the cluster key must have at least 16 characters');
+  for (const peer of config.peers) if (!ADDRESS.test(peer)) throw new Error(`peer ${peer} is not host:port`);
+  if (config.advertise !== undefined && !ADDRESS.test(config.advertise)) throw new Error(`advertised address ${config.advertise} is not host:port`);
+  const positive = (value: number | undefined, name: string) => {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new Error(`${name} must be a positive integer`);
+  };
+  positive(config.replicas, 'replicas');
+  positive(config.writeQuorum, 'write quorum');
+  if (config.writeQuorum !== undefined && config.writeQuorum > (config.replicas ?? 3)) throw new Error('the write quorum cannot exceed the replicas');
 }
 
 export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
@@ -127,7 +168,9 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     corsOrigins = [],
     introspection = true,
     graphiql = true,
+    cluster,
   } = options;
+  if (cluster !== undefined) checkClusterConfig(cluster);
   return {
     host,
     port,
@@ -142,5 +185,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     corsOrigins,
     introspection,
     graphiql,
+    cluster,
   };
 }

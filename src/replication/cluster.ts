@@ -158,9 +158,25 @@ export class Cluster implements Router {
     await this.rounds.catch(() => undefined);
   }
 
+  /** An operator's `cluster join`: connect to `address`; the node there joins when its link is up. */
+  join(address: string): void {
+    this.joining.add(address);
+    this.dialer?.(address);
+  }
+
+  /** Addresses an operator asked to join: the node there becomes active again even if it had left. */
+  private readonly joining = new Set<string>();
+
+  /** How the node dials an address (the transport's), set by the node. */
+  dialer: ((address: string) => void) | undefined;
+
   /** A peer connected (transport): a node we did not know joins the members. */
   peerConnected(nodeId: string, address: string | null): void {
     this.membership.heard(nodeId);
+    if (address !== null && this.joining.delete(address) && this.membership.info(nodeId)?.status === 'left') {
+      this.setMemberStatus(nodeId, 'active', address);
+      return;
+    }
     if (this.membership.learned(nodeId, address)) this.membershipChanged();
   }
 

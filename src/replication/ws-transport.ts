@@ -189,6 +189,13 @@ export class WsPeerTransport implements PeerTransport {
     }
   }
 
+  /** Dials `address` too (an operator's `cluster join`), like an address of the peer list. */
+  dial(address: string): void {
+    if (this.#closed || this.#dialers.has(address)) return;
+    const dialer = this.#addDialer(address, null);
+    if (this.#started) this.#dial(dialer);
+  }
+
   serve(handler: (from: string, request: PeerRequest) => Promise<PeerResponse>): void {
     this.#handler = handler;
   }

@@ -4,6 +4,8 @@ import type { Directory } from '../auth/directory.js';
 import type { Quotas } from '../auth/quotas.js';
 import type { Engine } from '../engine/engine.js';
 import type { Limits } from '../options.js';
+import type { Cluster } from '../replication/cluster.js';
+import type { Router } from '../replication/router.js';
 
 export interface ResolverContext {
   engine: Engine;
@@ -14,4 +16,7 @@ export interface ResolverContext {
   source: string;
   limits: Limits;
   quotas: Quotas;
+  /** Where partition operations run: here (a single node) or through the cluster. */
+  router: Router;
+  cluster: Cluster | null;
 }

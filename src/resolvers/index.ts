@@ -1,6 +1,7 @@
 import type { Resolvers } from '../generated/graphql.js';
 import { AuthMutation, AuthQuery } from './auth.js';
 import { Bucket } from './bucket.js';
+import { ClusterMutation, ClusterQuery } from './cluster.js';
 import { Mutation } from './mutation.js';
 import { Query } from './query.js';
 import { CursorScalar, JSONScalar } from './scalars.js';
@@ -9,8 +10,8 @@ import { Subscription } from './subscription.js';
 export const resolvers: Resolvers = {
   JSON: JSONScalar,
   Cursor: CursorScalar,
-  Query: { ...Query, ...AuthQuery },
-  Mutation: { ...Mutation, ...AuthMutation },
+  Query: { ...Query, ...AuthQuery, ...ClusterQuery },
+  Mutation: { ...Mutation, ...AuthMutation, ...ClusterMutation },
   Subscription,
   Bucket,
 };

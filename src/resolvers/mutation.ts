@@ -5,18 +5,18 @@ import { Capability, scopeFor } from './scope.js';
 export const Mutation: MutationResolvers = {
   submitChanges: async (_, { bucket, clientId, changes }, ctx) => {
     const { partition, caller } = await scopeFor(ctx, bucket, Capability.WRITE);
-    return partition.submitChanges(changes, clientId ?? null, caller);
+    return ctx.router.submitChanges(partition, changes, clientId ?? null, caller);
   },
   pushEvents: async (_, { bucket, events, since }, ctx) => {
     const { partition, author, mayPush, mayReadBucket } = await scopeFor(ctx, bucket, Capability.WRITE);
     // A push answers with the bucket's history: pushing takes reading too.
     if (!mayReadBucket) throw new SyncError(ErrorCode.FORBIDDEN, `${ctx.access.user} may not read ${bucket}`);
-    return partition.pushEvents(events, since ?? null, author, mayPush);
+    return ctx.router.pushEvents(partition, events, since ?? null, author, mayPush);
   },
   configureBucket: async (_, { name, config }, ctx) => {
     const { partition, caller } = await scopeFor(ctx, name, Capability.CONFIGURE_BUCKET);
     const patch = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null && v !== undefined));
-    await partition.configure(patch, caller);
+    await ctx.router.configure(partition, patch, caller);
     return { partition };
   },
 };

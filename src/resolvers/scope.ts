@@ -43,6 +43,9 @@ export async function scopeFor(ctx: ResolverContext, bucket: string, capability:
   const admin = access.level === Level.ADMIN;
   const shared = (await directory.sharedBuckets(access.app)).has(bucket);
   const partition = await engine.partition(access.app, bucket, shared ? null : access.user);
+  // In a cluster, this node's copy is made current first (a replica that just restarted, or a
+  // copy held here for readers).
+  if (capability === Capability.READ) await ctx.router.beforeRead(partition);
   const user = access.user;
   if (!shared || admin || user === null) return { partition, caller: { admin }, author: admin ? null : user, mayReadBucket: true };
   await directory.aclRules(access.app);

@@ -90,9 +90,16 @@ function checkCapacity(engine: Engine, limits: Limits): void {
 /** Checks the node's and the credential's capacity, then the caller's scope, then streams. */
 async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket: string, kind: K, since: string | null | undefined) {
   checkCapacity(ctx.engine, ctx.limits);
-  const release = ctx.quotas.subscribe(ctx.access);
+  const releaseQuota = ctx.quotas.subscribe(ctx.access);
+  let unfollow = () => undefined as void;
+  const release = () => {
+    releaseQuota();
+    unfollow();
+  };
   try {
     const { partition, mayRead } = await scopeFor(ctx, bucket, Capability.READ);
+    // A node that does not replicate the bucket keeps its copy live while the stream is open.
+    unfollow = ctx.router.follow(partition);
     return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead);
   } catch (error) {
     release();

@@ -17,6 +17,10 @@ import { pino, type Logger } from 'pino';
 import { V7Generator } from 'uuidv7';
 import { WebSocketServer } from 'ws';
 import { Engine } from '../engine/engine.js';
+import { Cluster } from '../replication/cluster.js';
+import { localRouter } from '../replication/router.js';
+import { realTimers } from '../replication/transport.js';
+import { WsPeerTransport } from '../replication/ws-transport.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
@@ -40,6 +44,8 @@ export interface RunningNode {
   url: string;
   port: number;
   nodeId: string;
+  /** The node's place in its peer cluster; undefined when it runs alone. */
+  cluster: Cluster | undefined;
   adminKey: string;
   /** True when this start generated the admin key (print it once). */
   adminKeyGenerated: boolean;
@@ -93,6 +99,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     limits: options.limits,
     retention: options.retention,
     cacheBytesMax: options.cacheBytesMax,
+    // A replica keeps what an EMPTY cleared: other replicas may still need those records.
+    keepClearedLog: options.cluster !== undefined,
     onBackgroundError: (error) => log.error({ err: error }, 'background work failed'),
     onWriteFailure: (error) => log.error({ err: error }, 'LevelDB write failed; staged changes were rejected'),
     onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
@@ -102,7 +110,32 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   const directory = new Directory(store, { now: () => Date.now(), tokenTtlMs: options.limits.tokenTtlSeconds * 1000 });
   const authenticator = new Authenticator(directory, (secret) => keyMatches(secret, admin.key));
   const quotas = new Quotas(options.limits);
-  const contextFor = (access: Access, source: string): ResolverContext => ({ engine, directory, access, source, limits: options.limits, quotas });
+  // The cluster is created before the port is bound (resolvers need it) and started after.
+  const peerLog = log.child({ component: 'cluster' });
+  const transport =
+    options.cluster === undefined
+      ? undefined
+      : new WsPeerTransport({
+          nodeId: options.cluster.nodeId,
+          clusterKey: options.cluster.clusterKey,
+          peers: options.cluster.peers,
+          // Peers present the cluster's certificate: trust it (the cluster key authenticates them).
+          ...(options.tls ? { tls: { ca: readFileSync(options.tls.certFile) } } : {}),
+          maxPayload: Math.max(options.limits.requestBytesMax * 2, 64 * 1024 * 1024),
+          logger: peerLog,
+          onPeer: (nodeId, address) => cluster?.peerConnected(nodeId, address),
+        });
+  let cluster: Cluster | undefined;
+  const contextFor = (access: Access, source: string): ResolverContext => ({
+    engine,
+    directory,
+    access,
+    source,
+    limits: options.limits,
+    quotas,
+    router: cluster ?? localRouter,
+    cluster: cluster ?? null,
+  });
 
   // Sessions held on a credential end when it is revoked (a key or token revoked, a password
   // changed, a user reset or deleted): graphql-ws sockets are closed, streamed HTTP responses
@@ -215,7 +248,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     if (draining) return sendError(res, 503, ErrorCode.SHUTTING_DOWN, 'the node is shutting down', { connection: 'close' });
     if (url.pathname === '/health' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', nodeId: engine.nodeId }));
+      res.end(JSON.stringify({ status: 'ok', nodeId: engine.nodeId, ...(cluster ? { clusterNodeId: cluster.nodeId } : {}) }));
       return;
     }
     if (url.pathname !== '/graphql') return sendError(res, 404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
@@ -286,8 +319,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   }
 
   const wsServer = new WebSocketServer({
-    server,
-    path: '/graphql',
+    // Upgrades are routed by path below: /graphql here, /cluster to the peer transport.
+    noServer: true,
     maxPayload: options.limits.requestBytesMax,
     // Our frames are written uncompressed (server/ws-outbox.ts).
     perMessageDeflate: false,
@@ -360,6 +393,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     { onError: (err, what) => log.error({ err }, what), encodePayload: encodeSharedResult },
   );
 
+  server.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path === '/graphql') wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
+    else if (path === '/cluster' && transport !== undefined) transport.handleUpgrade(req, socket, head);
+    else {
+      socket.write('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      socket.destroy();
+    }
+  });
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -369,7 +412,30 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   });
   const port = (server.address() as AddressInfo).port;
   const url = `${options.tls ? 'https' : 'http'}://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
-  log.info({ url: `${url}/graphql`, nodeId: engine.nodeId, dataDir: options.dataDir }, 'syncgraph listening');
+  if (options.cluster !== undefined && transport !== undefined) {
+    const address = options.cluster.advertise ?? `${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+    cluster = new Cluster(
+      engine,
+      transport,
+      realTimers,
+      {
+        nodeId: options.cluster.nodeId,
+        address,
+        ...(options.cluster.replicas !== undefined ? { replicas: options.cluster.replicas } : {}),
+        ...(options.cluster.writeQuorum !== undefined ? { writeQuorum: options.cluster.writeQuorum } : {}),
+        ...(options.cluster.heartbeatMs !== undefined ? { heartbeatMs: options.cluster.heartbeatMs } : {}),
+        ...(options.cluster.suspectAfterMs !== undefined ? { suspectAfterMs: options.cluster.suspectAfterMs } : {}),
+        ...(options.cluster.antiEntropyMs !== undefined ? { antiEntropyMs: options.cluster.antiEntropyMs } : {}),
+        ...(options.cluster.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.cluster.requestTimeoutMs } : {}),
+        ...(options.cluster.writeTimeoutMs !== undefined ? { writeTimeoutMs: options.cluster.writeTimeoutMs } : {}),
+      },
+      peerLog,
+    );
+    cluster.dialer = (peer) => transport.dial(peer);
+    cluster.start();
+    transport.start();
+  }
+  log.info({ url: `${url}/graphql`, nodeId: engine.nodeId, clusterNodeId: options.cluster?.nodeId, dataDir: options.dataDir }, 'syncgraph listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -388,13 +454,15 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       for (const abort of active) abort.abort();
       await wsCleanup.dispose('server shutting down');
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+      await cluster?.stop();
+      await transport?.close();
       server.closeAllConnections();
       await stopped;
       await engine.close();
       log.info('shut down cleanly');
     })());
 
-  return { url, port, nodeId: engine.nodeId, adminKey: admin.key, adminKeyGenerated: admin.generated, options, logger: log, close };
+  return { url, port, nodeId: engine.nodeId, cluster, adminKey: admin.key, adminKeyGenerated: admin.generated, options, logger: log, close };
 }
 
 interface Enveloped {
