@@ -1,0 +1,184 @@
+/**
+ * A real three-node cluster (three processes on 127.0.0.1): writes through any node reach every
+ * replica; the owner SIGKILLed during a write load loses no acknowledged change and applies no
+ * ccid twice; replicas agree again (replicaStatus) once it is back; a subscriber whose node dies
+ * resumes on another with its cursor and receives every change exactly once; a node with the
+ * wrong cluster key is refused.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { collect, rawPost, wsClient } from '../support/client.js';
+import { startCluster, until, type TestCluster } from '../support/cluster.js';
+import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
+import { OnChangesDocument } from '../generated/graphql.js';
+
+afterAll(cleanupNodes);
+
+const SUBMIT = `mutation($bucket: String!, $changes: [ChangeInput!]!) {
+  submitChanges(bucket: $bucket, changes: $changes) { ccid duplicate noop error { code } change { id version cursor } }
+}`;
+const CHANGES = `query($bucket: String!, $since: Cursor) { changes(bucket: $bucket, since: $since, limit: 1000) { changes { ccid key version } cursor hasMore } }`;
+const REPLICAS = `query($bucket: String!) { replicaStatus(bucket: $bucket) { nodeId up digest entities lag } }`;
+
+interface ReplicaRow {
+  nodeId: string;
+  up: boolean;
+  digest: string | null;
+  entities: number | null;
+  lag: number | null;
+}
+
+let seq = 0;
+function ccid(): string {
+  return (++seq).toString(16).padStart(12, '0') + Date.now().toString(16);
+}
+
+async function submit(node: NodeProcess, bucket: string, change: Record<string, unknown>) {
+  return rawPost(node, { query: SUBMIT, variables: { bucket, changes: [change] } });
+}
+
+async function replicas(node: NodeProcess, bucket: string): Promise<ReplicaRow[]> {
+  const result = await rawPost(node, { query: REPLICAS, variables: { bucket } });
+  if (result.errors) throw new Error(JSON.stringify(result.errors));
+  return (result.data as unknown as { replicaStatus: ReplicaRow[] }).replicaStatus;
+}
+
+async function allChanges(node: NodeProcess, bucket: string): Promise<Array<{ ccid: string; key: string; version: number }>> {
+  const out: Array<{ ccid: string; key: string; version: number }> = [];
+  let since: string | null = null;
+  for (;;) {
+    const result = await rawPost(node, { query: CHANGES, variables: { bucket, since } });
+    if (result.errors) throw new Error(JSON.stringify(result.errors));
+    const page = (result.data as unknown as { changes: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } }).changes;
+    out.push(...page.changes);
+    since = page.cursor;
+    if (!page.hasMore) return out;
+  }
+}
+
+/** Every replica answers, with one digest and no lag, on every running node's view. */
+async function converged(cluster: TestCluster, bucket: string): Promise<ReplicaRow[]> {
+  let rows: ReplicaRow[] = [];
+  await until(async () => {
+    for (const node of cluster.running()) {
+      rows = await replicas(node, bucket);
+      if (rows.length !== 3 || rows.some((r) => !r.up || r.digest === null || r.lag !== 0)) return false;
+      if (new Set(rows.map((r) => r.digest)).size !== 1) return false;
+    }
+    return true;
+  }, `replicas of ${bucket} to agree`);
+  return rows;
+}
+
+describe('a three-node cluster', () => {
+  let cluster: TestCluster;
+
+  it('takes writes through any node and every replica holds them', async () => {
+    cluster = await startCluster({ size: 3 });
+    for (let i = 0; i < 3; i++) {
+      const result = await submit(cluster.node(i), 'notes', { ccid: ccid(), key: `k${i}`, op: 'MODIFY', data: { from: i } });
+      expect(result.errors).toBeUndefined();
+    }
+    const rows = await converged(cluster, 'notes');
+    expect(rows.map((r) => r.nodeId).sort()).toEqual(['node1', 'node2', 'node3']);
+    expect(rows[0]!.entities).toBe(3);
+    // The same entities, versions included, and the same changes, from every node.
+    const lists = await Promise.all(cluster.running().map((n) => allChanges(n, 'notes')));
+    const latest = (list: Array<{ key: string; version: number }>) => Object.fromEntries(list.map((c) => [c.key, c.version]));
+    expect(latest(lists[1]!)).toEqual(latest(lists[0]!));
+    expect(latest(lists[2]!)).toEqual(latest(lists[0]!));
+    // A retried ccid is a duplicate on any node.
+    const change = { ccid: ccid(), key: 'r', op: 'MODIFY', data: { n: 1 } };
+    const first = await submit(cluster.node(0), 'notes', change);
+    const retry = await submit(cluster.node(2), 'notes', change);
+    const one = (r: Awaited<ReturnType<typeof submit>>) => (r.data as unknown as { submitChanges: Array<{ duplicate: boolean; change: { id: string; version: number } }> }).submitChanges[0]!;
+    expect(one(retry)).toMatchObject({ duplicate: true, change: one(first).change });
+  });
+
+  it('loses no acknowledged change when the owner is SIGKILLed during a write load, and converges when it returns', async () => {
+    const bucket = 'load';
+    const owner = (await replicas(cluster.node(0), bucket))[0]!.nodeId;
+    const ownerIndex = cluster.nodes.findIndex((n) => n.nodeId === owner);
+    const acked = new Set<string>();
+    let stop = false;
+    let killed = false;
+    const writer = async (w: number) => {
+      for (let k = 0; !stop; k++) {
+        const change = { ccid: ccid(), key: `w${w}-${k % 5}`, op: 'MODIFY', data: { w, k } };
+        // Retried (same ccid) until acknowledged, on whichever node is up.
+        for (let attempt = 0; ; attempt++) {
+          const nodes = cluster.running();
+          const node = nodes[(w + attempt) % nodes.length]!;
+          const result = await submit(node, bucket, change).catch(() => undefined);
+          const outcome = (result?.data as { submitChanges?: Array<{ error: unknown }> } | undefined)?.submitChanges?.[0];
+          if (outcome !== undefined && outcome.error === null) {
+            acked.add(change.ccid);
+            break;
+          }
+          if (attempt > 200) throw new Error(`change not acknowledged: ${JSON.stringify(result)}`);
+        }
+        if (killed && acked.size > 60 + 120) stop = true;
+      }
+    };
+    const writers = Promise.all([0, 1, 2, 3].map(writer));
+    await until(async () => acked.size >= 60, '60 acknowledged changes');
+    await cluster.kill(ownerIndex, 'SIGKILL');
+    killed = true;
+    await writers;
+    await cluster.start(ownerIndex);
+    await converged(cluster, bucket);
+    for (const node of cluster.running()) {
+      const ccids = (await allChanges(node, bucket)).map((c) => c.ccid);
+      expect(new Set(ccids).size).toBe(ccids.length);
+      const missing = [...acked].filter((c) => !ccids.includes(c));
+      expect(missing).toEqual([]);
+    }
+  });
+
+  it('lets a subscriber whose node dies resume on another with its cursor, each change once', async () => {
+    const bucket = 'feed';
+    const first = cluster.node(1);
+    const client = wsClient(first);
+    const feed = collect(client, OnChangesDocument, { bucket });
+    const written: string[] = [];
+    const write = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const change = { ccid: ccid(), key: `f${i % 7}`, op: 'MODIFY', data: { i, n: written.length } };
+        for (;;) {
+          const result = await submit(cluster.running()[0]!, bucket, change).catch(() => undefined);
+          if ((result?.data as { submitChanges?: Array<{ error: unknown }> } | undefined)?.submitChanges?.[0]?.error === null) break;
+        }
+        written.push(change.ccid);
+      }
+    };
+    await write(20);
+    await feed.until(20);
+    const cursor = feed.items.at(-1)!.changes.cursor;
+    feed.stop();
+    await client.dispose();
+    await cluster.kill(1, 'SIGKILL');
+    await write(20);
+    // Resume on another node from the last cursor received.
+    const second = cluster.running()[1]!;
+    const client2 = wsClient(second);
+    const resumed = collect(client2, OnChangesDocument, { bucket, since: cursor });
+    await write(10);
+    await resumed.until(30);
+    const received = [...feed.items.slice(0, 20), ...resumed.items].map((item) => item.changes.ccid);
+    expect(received).toEqual(written);
+    resumed.stop();
+    await client2.dispose();
+    await cluster.start(1);
+  });
+
+  it('refuses a node with the wrong cluster key, and logs it', async () => {
+    const port = cluster.nodes[0]!.port;
+    const intruder = await startNodeProcess({
+      adminKey: cluster.adminKey,
+      args: ['--node-id', 'intruder', '--peers', `127.0.0.1:${port}`, '--cluster-key', 'not-the-cluster-key-at-all'],
+    });
+    await cluster.node(0).waitForOutput((line) => line.includes('wrong cluster key'));
+    const result = await rawPost(cluster.node(0), { query: '{ cluster { nodes { id } } }' });
+    expect((result.data as unknown as { cluster: { nodes: Array<{ id: string }> } }).cluster.nodes.map((n) => n.id)).not.toContain('intruder');
+    await intruder.stop();
+  });
+});

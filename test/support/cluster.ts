@@ -1,0 +1,110 @@
+/**
+ * Real clusters of syncgraph node processes on 127.0.0.1 for black-box tests: ports are picked
+ * first (so each node's --peers can list them all), every node shares the admin and cluster keys,
+ * and a node can be killed and restarted with the same arguments and data directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { rawPost } from './client.js';
+import { startNodeProcess, tempDataDir, type NodeProcess } from './node-process.js';
+
+export interface ClusterNode {
+  nodeId: string;
+  port: number;
+  dataDir: string;
+  args: string[];
+  /** The running process, or undefined while stopped. */
+  process: NodeProcess | undefined;
+}
+
+export interface TestCluster {
+  nodes: ClusterNode[];
+  adminKey: string;
+  clusterKey: string;
+  /** The running process of node `i` (throws when it is stopped). */
+  node(i: number): NodeProcess;
+  start(i: number): Promise<NodeProcess>;
+  kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  running(): NodeProcess[];
+}
+
+/** Free TCP ports of 127.0.0.1 (bound, read, released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Server>((resolve) => {
+      const server = createServer();
+      server.listen(0, '127.0.0.1', () => resolve(server));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+export async function startCluster(options: { size: number; replicas?: number; writeQuorum?: number; args?: string[]; peers?: (ports: number[]) => string[] }): Promise<TestCluster> {
+  const ports = await freePorts(options.size);
+  const adminKey = randomBytes(16).toString('hex');
+  const clusterKey = randomBytes(24).toString('hex');
+  const peers = (options.peers?.(ports) ?? ports.map((p) => `127.0.0.1:${p}`)).join(',');
+  const nodes: ClusterNode[] = ports.map((port, i) => ({
+    nodeId: `node${i + 1}`,
+    port,
+    dataDir: tempDataDir(),
+    args: [
+      '--port', String(port),
+      '--node-id', `node${i + 1}`,
+      '--peers', peers,
+      '--cluster-key', clusterKey,
+      ...(options.replicas !== undefined ? ['--replicas', String(options.replicas)] : []),
+      ...(options.writeQuorum !== undefined ? ['--write-quorum', String(options.writeQuorum)] : []),
+      ...(options.args ?? []),
+    ],
+    process: undefined,
+  }));
+  const cluster: TestCluster = {
+    nodes,
+    adminKey,
+    clusterKey,
+    node(i) {
+      const running = nodes[i]!.process;
+      if (running === undefined) throw new Error(`node${i + 1} is not running`);
+      return running;
+    },
+    async start(i) {
+      const node = nodes[i]!;
+      // The last --port wins: startNodeProcess passes --port 0 first.
+      node.process = await startNodeProcess({ dataDir: node.dataDir, adminKey, args: node.args });
+      return node.process;
+    },
+    async kill(i, signal = 'SIGKILL') {
+      const node = nodes[i]!;
+      await node.process?.stop(signal);
+      node.process = undefined;
+    },
+    running: () => nodes.flatMap((n) => (n.process === undefined ? [] : [n.process])),
+  };
+  await Promise.all(nodes.map((_, i) => cluster.start(i)));
+  await waitForRing(cluster, options.size);
+  return cluster;
+}
+
+/** Resolves when every running node sees `size` active members, all up. */
+export async function waitForRing(cluster: TestCluster, size: number): Promise<void> {
+  for (const node of cluster.running()) {
+    await until(async () => {
+      const result = await rawPost(node, { query: '{ cluster { nodes { id status up } } }' });
+      const nodes = (result.data as { cluster: { nodes: Array<{ status: string; up: boolean }> } } | undefined)?.cluster.nodes ?? [];
+      return nodes.filter((n) => n.status === 'ACTIVE' && n.up).length === size;
+    }, `a ring of ${size}`);
+  }
+}
+
+/** Polls `check` (a condition another process must reach: there is no event to wait on). */
+export async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
