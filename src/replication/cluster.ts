@@ -362,8 +362,11 @@ export class Cluster implements Router {
   private async ensure(node: string, partition: Partition, stream: 'changes' | 'events', target: VersionVector, hint: VersionVector, deadline: number): Promise<boolean> {
     const id = partition.partition;
     let known = this.peerVectors.get(`${node}|${id}`)?.[stream] ?? hint;
+    // What we remember of a peer only says what to send: a copy counts once it has answered now
+    // (a peer whose disk was replaced must not be counted for what it held before).
+    let answered = false;
     for (let round = 0; round < 1000; round++) {
-      if (dominates(known, target)) return true;
+      if (answered && dominates(known, target)) return true;
       const remaining = deadline - this.clock.now();
       if (remaining <= 0 || this.stopped) return false;
       const batch =
@@ -385,6 +388,7 @@ export class Cluster implements Router {
       }
       if (answer.type !== 'vectors') return false;
       this.remember(node, id, answer.vectors);
+      answered = true;
       const next = answer.vectors[stream];
       // Nothing left to send and still not covered: the target names records we do not hold.
       if (batch.records.length === 0 && !dominates(next, target)) return false;
@@ -679,6 +683,19 @@ export class Cluster implements Router {
    */
   private async handOver(ids: string[]): Promise<void> {
     let pending = 0;
+    // What each list member holds of these partitions, in one request per member.
+    const members = new Set(ids.flatMap((id) => this.preferenceList(id)).filter((n) => n !== this.nodeId && this.membership.isUp(n)));
+    await Promise.all(
+      [...members].map(async (node) => {
+        const theirs = ids.filter((id) => this.preferenceList(id).includes(node));
+        try {
+          const answer = expect(await this.call(node, { type: 'vectors', partitions: theirs }, this.options.requestTimeoutMs), 'allVectors');
+          for (const [id, vectors] of Object.entries(answer.partitions)) this.remember(node, id, vectors);
+        } catch {
+          // down: handed over in a later round
+        }
+      }),
+    );
     for (const id of ids) {
       if (this.stopped) return;
       const partition = await this.engine.partitionById(id);
