@@ -60,9 +60,21 @@ export interface BenchConfig {
   muxSockets: number;
   /** Transport of W1b, of the W2 writer and of the W3 fill: http (default) or ws. */
   writeTransport: 'http' | 'ws';
+  /** Cluster part: buckets the write load is spread over (so that partitions have different owners). */
+  clusterBuckets: number;
+  /** Cluster part: entities loaded before a node joins. */
+  clusterEntities: number;
+  /** Cluster part: buckets those entities are spread over. */
+  clusterJoinBuckets: number;
+  /** Cluster part: changes per request of that load. */
+  clusterBatch: number;
+  /** Cluster part: concurrent clients of that load. */
+  clusterLoadClients: number;
+  /** Cluster part: most seconds the joining node may take to take over its share. */
+  clusterJoinTimeoutSeconds: number;
   /** A part (one workload against one server) still running after this is recorded as failed. */
   partTimeoutSeconds: number;
-  /** Which parts to run: level, w1, w1b, w2, w3 (default all). */
+  /** Which parts to run: level, w1, w1b, w2, w3, cluster (default all). */
   only: ReadonlySet<string>;
   /** Where the report goes. */
   resultsPath: string;
@@ -73,7 +85,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
 export const BARE_SERVER = fileURLToPath(new URL('./baselines/bare-server.js', import.meta.url));
 
-export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3'] as const;
+export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3', 'cluster'] as const;
 
 export function loadConfig(): BenchConfig {
   const onlyRaw = process.env['BENCH_ONLY'];
@@ -104,6 +116,12 @@ export function loadConfig(): BenchConfig {
     diagBuckets: Math.round(num('BENCH_DIAG_BUCKETS', 8)),
     muxSockets: Math.round(num('BENCH_MUX_SOCKETS', 10)),
     writeTransport: transport('BENCH_WRITE_TRANSPORT', 'http'),
+    clusterBuckets: int('BENCH_CLUSTER_BUCKETS', 8),
+    clusterEntities: int('BENCH_CLUSTER_ENTITIES', 100_000),
+    clusterJoinBuckets: int('BENCH_CLUSTER_JOIN_BUCKETS', 64),
+    clusterBatch: int('BENCH_CLUSTER_BATCH', 500),
+    clusterLoadClients: int('BENCH_CLUSTER_LOAD_CLIENTS', 6),
+    clusterJoinTimeoutSeconds: num('BENCH_CLUSTER_JOIN_TIMEOUT_SECONDS', 90),
     partTimeoutSeconds: num('BENCH_PART_TIMEOUT_SECONDS', 180),
     only,
     resultsPath: process.env['BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)),

@@ -5,10 +5,11 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type as osType } from 'node:os';
 import type { RawLevelResult } from './baselines/raw-level.js';
-import type { BenchConfig } from './config.js';
+import { ALL_PARTS, type BenchConfig } from './config.js';
 import { formatMs, formatPercent, formatRate, type LatencySummary } from './stats.js';
 import type { CatchupResult } from './workloads/catchup.js';
 import type { ClosedLoopResult } from './workloads/closed-loop.js';
+import type { ClusterWriteResult, JoinResult } from './workloads/cluster.js';
 import type { FanoutResult } from './workloads/fanout.js';
 
 export interface Results {
@@ -24,6 +25,8 @@ export interface Results {
     fanoutMux?: FanoutResult;
     catchup?: CatchupResult;
   };
+  /** The cluster part: the same write load on one plain node and on a 3-node cluster; a 4th node joining. */
+  cluster?: { single?: ClusterWriteResult; three?: ClusterWriteResult; join?: JoinResult };
   /** Failures by part name (e.g. 'node w1 http'). */
   errors: Map<string, string>;
   /** Parts skipped by BENCH_ONLY. */
@@ -172,6 +175,41 @@ export function buildRows(results: Results, config: BenchConfig): Row[] {
     }
   }
 
+  // Cluster: acknowledged changes/s on 3 nodes against 1, and a joining node's takeover.
+  {
+    const workload = `cluster: ${config.clients} HTTP clients x 1 change/req over ${config.clusterBuckets} buckets, 3 nodes (N=3, W=2), all on this machine`;
+    const three = results.cluster?.three;
+    const single = results.cluster?.single;
+    const fallback = missing(workload, ['cluster w1 3 nodes'], dash);
+    if (fallback !== undefined || three === undefined) rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal: dash, verdict: 'ERROR' });
+    else {
+      rows.push({
+        workload,
+        figure: `${formatRate(three.perSecond)} acknowledged changes/s` + (three.unavailable > 0 ? ` (+${three.unavailable} UNAVAILABLE)` : ''),
+        baseline: single === undefined ? (results.errors.has('cluster w1 single') ? 'ERROR' : dash) : `${formatRate(single.perSecond)} changes/s (1 plain node, same load)`,
+        ratio: ratioText(single === undefined ? NaN : three.perSecond / single.perSecond),
+        goal: dash,
+        verdict: 'info',
+      });
+    }
+  }
+  {
+    const workload = `cluster: a 4th node joins 3 (N=2) holding ${config.clusterEntities.toLocaleString('en-US')} entities in ${config.clusterJoinBuckets} buckets, time to take over its share`;
+    const join = results.cluster?.join;
+    const fallback = missing(workload, ['cluster join'], dash);
+    if (fallback !== undefined || join === undefined) rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal: dash, verdict: 'ERROR' });
+    else {
+      rows.push({
+        workload,
+        figure: `${join.doneSeconds.toFixed(1)} s (${join.moved} partitions moved)`,
+        baseline: `${join.loadSeconds.toFixed(1)} s (loading the ${join.entities.toLocaleString('en-US')} entities)`,
+        ratio: ratioText(join.doneSeconds / join.loadSeconds),
+        goal: dash,
+        verdict: 'info',
+      });
+    }
+  }
+
   // Diagnostic: W1 over graphql-ws spread over several buckets, against the one-bucket figure.
   if (results.node.w1spread !== undefined) {
     const spread = results.node.w1spread;
@@ -268,6 +306,38 @@ function details(results: Results): string[] {
   fanout('node fanout', results.node.fanout);
   fanout('bare server fanout, multiplexed (diagnostic)', results.bare.fanoutMux);
   fanout('node fanout, multiplexed (diagnostic)', results.node.fanoutMux);
+  const cw = (name: string, r: ClusterWriteResult | undefined) => {
+    if (r === undefined) return;
+    const nodes = r.nodeCpu.map((total, i) => `${formatPercent(total)} (JS thread ${formatPercent(r.nodeMainCpu[i] ?? NaN)})`);
+    const sum = r.nodeCpu.reduce((a, b) => a + b, 0);
+    out.push(
+      `- ${name}: ${formatRate(r.perSecond)} acknowledged changes/s over ${r.clients} clients` +
+        (r.nodes > 1 ? ` dealt over the ${r.nodes} nodes (N=${r.replicas}, W=${r.writeQuorum})` : '') +
+        `, ${r.buckets} buckets; round trip ${latencyText(r.latency)}; ` +
+        `${r.unavailable} UNAVAILABLE answers measured (${r.unavailableWarmup} in the warm-up)${r.firstUnavailable !== undefined ? `, first: ${r.firstUnavailable}` : ''}; ` +
+        (r.nodes > 1 ? `node CPU ${nodes.join(', ')}, together ${formatPercent(sum)} of a core` : `server CPU ${nodes.join('')}`) +
+        `, bench client ${formatPercent(r.clientCpu)}` +
+        (r.warnings !== undefined ? `; ${r.warnings.count} warn/error log lines from the nodes${r.warnings.first.length > 0 ? ` (first: ${r.warnings.first.join(' | ')})` : ''}` : '') +
+        '.',
+    );
+  };
+  cw('cluster, 1 plain node', results.cluster?.single);
+  cw('cluster, 3 nodes', results.cluster?.three);
+  const j = results.cluster?.join;
+  if (j !== undefined) {
+    out.push(
+      `- cluster join: ${j.size} nodes with N=${j.replicas}, W=${j.writeQuorum}; load of ${j.entities.toLocaleString('en-US')} new entities over ${j.buckets} buckets ` +
+        `in ${j.batchSize}-change requests from ${j.loadClients} clients dealt over the nodes: ${j.loadSeconds.toFixed(1)} s ` +
+        `(${formatRate(j.entities / j.loadSeconds)} changes/s, ${j.loadRetries} UNAVAILABLE answers resent). From the 4th node's start: ` +
+        `listening at ${j.listeningSeconds.toFixed(1)} s, ${j.size + 1} members ACTIVE and up on every node at ${j.membersSeconds.toFixed(1)} s, ` +
+        `every bucket's replicas in agreement (equal digests, all entities) at ${j.agreeSeconds.toFixed(1)} s, handoff done ` +
+        `(pending 0 everywhere, ${j.moved} displaced copies dropped: ${Object.entries(j.movedByNode).map(([n, m]) => `${n} ${m}`).join(', ')}) at ${j.doneSeconds.toFixed(1)} s; ` +
+        `${j.gained} of ${j.buckets} buckets gained the new node (${j.newNodeEntities.toLocaleString('en-US')} entities now on it); ` +
+        `most pending handoffs seen on one node: ${j.maxPending}; nodes' CPU during the join ${formatPercent(j.nodesCpu)} of a core together, ` +
+        `bench client ${formatPercent(j.clientCpu)} (${j.polls} polls); ` +
+        `${j.warnings.count} warn/error log lines from the nodes${j.warnings.first.length > 0 ? ` (first: ${j.warnings.first.join(' | ')})` : ''}.`,
+    );
+  }
   const c = results.node.catchup;
   if (c !== undefined) {
     out.push(`- W3 fill: ${c.written.toLocaleString('en-US')} changes in ${c.fillSeconds.toFixed(1)} s (${formatRate(c.fillPerSecond)} changes/s).`);
@@ -305,6 +375,11 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     `BENCH_LEVEL_SECONDS=${config.levelSeconds}`,
     `BENCH_VALUE_BYTES=${config.valueBytes}`,
     `BENCH_WRITE_TRANSPORT=${config.writeTransport}`,
+    `BENCH_CLUSTER_BUCKETS=${config.clusterBuckets}`,
+    `BENCH_CLUSTER_ENTITIES=${config.clusterEntities}`,
+    `BENCH_CLUSTER_JOIN_BUCKETS=${config.clusterJoinBuckets}`,
+    `BENCH_CLUSTER_BATCH=${config.clusterBatch}`,
+    `BENCH_CLUSTER_LOAD_CLIENTS=${config.clusterLoadClients}`,
   ];
   const errors = [...results.errors].map(([part, message]) => `- **${part}**: ${message.replace(/\n/g, '\n  ')}`);
   const text = [
@@ -321,7 +396,7 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     '',
     '## Settings',
     '',
-    settings.map((s) => `\`${s}\``).join(', ') + (config.only.size < 5 ? `; BENCH_ONLY=${[...config.only].join(',')}` : ''),
+    settings.map((s) => `\`${s}\``).join(', ') + (config.only.size < ALL_PARTS.length ? `; BENCH_ONLY=${[...config.only].join(',')}` : ''),
     '',
     '## Method',
     '',
@@ -365,6 +440,20 @@ function method(config: BenchConfig): string[] {
     `- W3: the bucket is filled with ${config.batchSize}-change requests from ${config.fillClients} clients, then read from the start ` +
       'by paging (limit 1000, one page after the other) and by one subscription from `since: null`, both selecting ' +
       '`key version cursor data`.',
+    `- Cluster: every server of this part is fresh and runs alone on the machine (the servers of the other parts are stopped first). ` +
+      `(a) The W1 HTTP load (${config.clients} clients, closed loop, one new entity per request, unique ccids), spread round-robin ` +
+      `over ${config.clusterBuckets} buckets so that partitions have different owners, ${config.warmupSeconds} s warm-up then ${config.seconds} s measured, against a plain node ` +
+      '(no cluster flags), then against a 3-node cluster on 127.0.0.1 (`--replicas 3 --write-quorum 2`), client i sending to node i mod 3 ' +
+      '(so two requests in three reach a node that forwards them to the owner). A change counts once acknowledged; an UNAVAILABLE ' +
+      'answer (fewer than W copies confirmed in time) is counted apart, any other error fails the workload. All three nodes, and the load ' +
+      'generator, share this machine\'s cores: the ratio measures what replication costs, not what more machines would give. ' +
+      `(b) A 3-node cluster with \`--replicas 2\` (so a 4th node really takes a share), loaded with ${config.clusterEntities.toLocaleString('en-US')} new entities over ` +
+      `${config.clusterJoinBuckets} buckets (${config.clusterBatch}-change requests, ${config.clusterLoadClients} clients dealt over the nodes); then a 4th node is started ` +
+      "with the same keys and the others as --peers, and the clock runs from its spawn until: every node's `cluster` query shows 4 " +
+      "members ACTIVE and up; `replicaStatus` of every bucket, asked of node1, shows its replicas up with equal non-null digests and " +
+      'every entity written to it; and `handoff.pending` is 0 on every node with as many partitions moved (`handoff.moved`, summed) as ' +
+      'buckets gained the new node (each of those displaced one old replica, whose copy must be handed over and dropped: `pending` alone ' +
+      'reads 0 until a handoff round has run). Polls every 100-200 ms; a bucket that agreed is not asked again (nothing writes).',
   ];
 }
 

@@ -9,6 +9,10 @@
  *   W1  closed-loop single-change submits, over HTTP then graphql-ws (node vs bare)
  *   W1b closed-loop batched submits (node vs raw LevelDB batched puts)
  *   W3  catch-up: fill a bucket, then read its whole change stream by paging and by subscription
+ *   cluster  (after the servers above are stopped) W1-style HTTP writes over several buckets against
+ *              a fresh single node, then against every node of a fresh 3-node cluster (N=3, W=2);
+ *              then a 3-node cluster with N=2 loaded with many entities, and a 4th node joining:
+ *              the time until it has taken over its share (bench/workloads/cluster.ts)
  * W2 runs first so that idle memory is read on processes that have not yet served heavy load.
  * Child processes and temporary directories are removed on any exit.
  *
@@ -31,8 +35,14 @@
  *   BENCH_VALUE_BYTES (200)      approximate JSON size of each value / change data
  *   BENCH_DIAG_BUCKETS (8)       diagnostic W1 (graphql-ws) spread over this many buckets; 0 skips it
  *   BENCH_WRITE_TRANSPORT (http) transport of W1b, the W2 writer and the W3 fill: http or ws
+ *   BENCH_CLUSTER_BUCKETS (8)    buckets the cluster write load is spread over
+ *   BENCH_CLUSTER_ENTITIES (100000) entities loaded before the 4th node joins
+ *   BENCH_CLUSTER_JOIN_BUCKETS (64) buckets they are spread over
+ *   BENCH_CLUSTER_BATCH (500)    changes per request of that load
+ *   BENCH_CLUSTER_LOAD_CLIENTS (6) concurrent clients of that load (dealt over the nodes)
+ *   BENCH_CLUSTER_JOIN_TIMEOUT_SECONDS (90) longest wait for the joining node to take over
  *   BENCH_PART_TIMEOUT_SECONDS (180) a part still running after this is recorded as failed
- *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3
+ *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3,cluster
  *   BENCH_RESULTS (bench/RESULTS.md) where to write the report
  */
 import { runRawLevel } from './baselines/raw-level.js';
@@ -42,7 +52,9 @@ import { buildRows, consoleDetails, formatTable, machine, writeResults, type Res
 import { checkSubmitted, dataOf, PUBLISH, SUBMIT, ChangeMaker, type GqlResult } from './support/gql.js';
 import { ForeignLoadMeter, formatPercent, sleep } from './stats.js';
 import { cleanupSync, installCleanup, startBareServer, startSyncgraph, type Service } from './support/services.js';
+import type { BenchCluster } from './support/cluster.js';
 import { runCatchup } from './workloads/catchup.js';
+import { runClusterWrites, runClusterWritesOnCluster, runJoin } from './workloads/cluster.js';
 import { runFanout } from './workloads/fanout.js';
 import { runSubmit } from './workloads/submit.js';
 
@@ -61,6 +73,7 @@ async function main(): Promise<void> {
     ['w1b', ['node w1b']],
     ['w2', ['node w2']],
     ['w3', ['node w3']],
+    ['cluster', ['cluster w1 single', 'cluster w1 3 nodes', 'cluster join']],
   ] as const) {
     if (!wants(part)) for (const name of names) results.skipped.add(name);
   }
@@ -74,7 +87,7 @@ async function main(): Promise<void> {
   const foreign = new ForeignLoadMeter();
 
   /** Runs one part; a failure is recorded (with the server's last output) and the bench goes on. */
-  const attempt = async <T>(part: string, server: Service | undefined, fn: () => Promise<T>): Promise<T | undefined> => {
+  const attempt = async <T>(part: string, server: Pick<Service, 'name' | 'tail'> | undefined, fn: () => Promise<T>): Promise<T | undefined> => {
     log(`${part}...`);
     const t0 = performance.now();
     let timer: NodeJS.Timeout | undefined;
@@ -223,6 +236,8 @@ async function main(): Promise<void> {
 
   log('stopping servers');
   await Promise.all([bare?.stop(), node?.stop()]);
+
+  if (wants('cluster')) await runClusterPart();
   cleanupSync();
   results.foreignLoad = foreign.read();
   if (results.foreignLoad > 0.1) log(`WARNING: other processes used ${formatPercent(results.foreignLoad)} of a core during the run`);
@@ -233,6 +248,61 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${table}\n\n${consoleDetails(results)}\n\n`);
   writeResults(config.resultsPath, results, config, rows, whatLimits(results, config));
   process.stdout.write(`Wrote ${config.resultsPath} (${Math.round(results.seconds)} s)\n`);
+
+  /**
+   * The cluster part, on servers of its own (the others are stopped by then, so they take no
+   * memory or CPU): the same write load against a fresh plain node and a fresh 3-node cluster,
+   * then a 4th node joining a loaded cluster.
+   */
+  async function runClusterPart(): Promise<void> {
+    results.cluster = {};
+    const writeOptions = {
+      clients: config.clients,
+      bucket: 'cw',
+      buckets: config.clusterBuckets,
+      warmupSeconds: config.warmupSeconds,
+      seconds: config.seconds,
+      maker,
+    };
+    const single = await attempt('cluster start single node', undefined, startSyncgraph);
+    if (single === undefined) results.errors.set('cluster w1 single', 'the node did not start (see "cluster start single node")');
+    else {
+      results.cluster.single = await attempt('cluster w1 single', single, () => runClusterWrites([single], writeOptions));
+      await single.stop();
+      if (results.cluster.single) log(`  1 node: ${Math.round(results.cluster.single.perSecond)} acknowledged changes/s`);
+    }
+    // Error reports show the last lines of every node of the cluster running at the time.
+    const running: { cluster?: BenchCluster } = {};
+    /** A part that failed or timed out may leave its cluster running: stop it (its processes are ours). */
+    const stopRunning = async () => {
+      await running.cluster?.stop();
+      delete running.cluster;
+    };
+    const nodesOutput = {
+      name: 'the cluster nodes',
+      tail: () => running.cluster?.nodes.map((n) => n.tail().split('\n').map((l) => `${n.nodeId} ${l}`).join('\n')).join('\n') ?? '',
+    };
+    results.cluster.three = await attempt('cluster w1 3 nodes', nodesOutput, () =>
+      runClusterWritesOnCluster(3, { replicas: 3, writeQuorum: 2 }, writeOptions, log, (c) => (running.cluster = c)),
+    );
+    if (results.cluster.three) log(`  3 nodes: ${Math.round(results.cluster.three.perSecond)} acknowledged changes/s`);
+    await stopRunning();
+    results.cluster.join = await attempt('cluster join', nodesOutput, () =>
+      runJoin({
+        size: 3,
+        replicas: 2,
+        entities: config.clusterEntities,
+        buckets: config.clusterJoinBuckets,
+        batchSize: config.clusterBatch,
+        loadClients: config.clusterLoadClients,
+        timeoutSeconds: config.clusterJoinTimeoutSeconds,
+        maker,
+        log,
+        started: (c) => (running.cluster = c),
+      }),
+    );
+    await stopRunning();
+  }
 }
 
 main().then(

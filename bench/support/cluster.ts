@@ -46,6 +46,10 @@ export interface ClusterNodeService extends Service {
   port: number;
   /** An admin GraphQL client of this node (one connection). */
   admin: HttpGql;
+  /** Log lines of level warn or above since the cluster formed (or this node started, if it joined later), and the first few. */
+  warnings(): { count: number; first: string[] };
+  /** Forget the warnings so far (start-up ones: peers dialled before they listen). */
+  clearWarnings(): void;
 }
 
 export interface ClusterSettings {
@@ -81,6 +85,7 @@ export async function startBenchCluster(size: number, settings: ClusterSettings,
     const t0 = performance.now();
     await waitForMembers(nodes, size, 30_000);
     log(`cluster of ${size}: all members active and up ${((performance.now() - t0) / 1000).toFixed(1)} s after listening`);
+    for (const node of nodes) node.clearWarnings();
   } catch (error) {
     await Promise.all(nodes.map((n) => n.stop()));
     throw error;
@@ -146,6 +151,8 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
     }),
   );
   const tail = () => lines.join('\n');
+  let warnCount = 0;
+  const firstWarnings: string[] = [];
   const graphqlUrl = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start in time:\n${tail()}`)), 20_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -153,6 +160,10 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
       if (!line.startsWith('{')) return;
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
+        if (typeof entry['level'] === 'number' && entry['level'] >= 40) {
+          warnCount++;
+          if (firstWarnings.length < 3) firstWarnings.push(`${spec.nodeId}: ${String(entry['msg'])}`.slice(0, 300));
+        }
         if (entry['msg'] === 'syncgraph listening' && typeof entry['url'] === 'string') {
           clearTimeout(timer);
           resolve(entry['url']);
@@ -177,6 +188,11 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
     token: spec.adminKey,
     admin,
     tail,
+    warnings: () => ({ count: warnCount, first: [...firstWarnings] }),
+    clearWarnings() {
+      warnCount = 0;
+      firstWarnings.length = 0;
+    },
     collectGarbage: () => Promise.reject(new Error(`${name}: no inspector (cluster nodes are started without one)`)),
     async stop(graceMs = 5_000) {
       admin.close();
@@ -192,11 +208,13 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
 // ------------------------------------------------------------------ admin queries
 
 const q = (query: string) => JSON.stringify(query.replace(/\s+/g, ' ').trim());
-const CLUSTER = q(`{ cluster { nodeId nodes { id status up } handoff { pending moved } } }`);
+const CLUSTER = q(`{ cluster { nodeId replicas writeQuorum nodes { id status up } handoff { pending moved } } }`);
 const REPLICAS = q(`query($b:String!){ replicaStatus(bucket:$b){ nodeId up digest entities lag } }`);
 
 export interface ClusterView {
   nodeId: string | null;
+  replicas: number;
+  writeQuorum: number;
   nodes: Array<{ id: string; status: string; up: boolean }>;
   handoff: { pending: number; moved: number };
 }

@@ -1,0 +1,482 @@
+/**
+ * Faults on a real cluster of node processes on 127.0.0.1, each under a write load spread over
+ * the nodes (each change retried with its ccid on another node until acknowledged):
+ * - a node frozen (SIGSTOP) and thawed (SIGCONT);
+ * - a node cut off from the other two by fault-injecting proxies on the peer links, then healed;
+ * - a fourth node joining;
+ * - a node leaving (`clusterLeave`).
+ * Afterwards, every replica of every bucket agrees (replicaStatus: equal digests, no lag), every
+ * acknowledged ccid is listed by `changes` on every node, and no ccid is listed twice.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { GraphQLErrorShape } from '../support/client.js';
+import { freePorts, startCluster, until, waitForRing, type ClusterNode, type TestCluster } from '../support/cluster.js';
+import { cleanupNodes, startNodeProcess, tempDataDir, type NodeProcess } from '../support/node-process.js';
+import { peerHelloNodeId, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+
+const proxies: TcpProxy[] = [];
+afterAll(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+  await cleanupNodes();
+});
+
+const SUBMIT = `mutation($bucket: String!, $changes: [ChangeInput!]!) {
+  submitChanges(bucket: $bucket, changes: $changes) { ccid duplicate error { code } change { id version } }
+}`;
+const CHANGES = `query($bucket: String!, $since: Cursor) { changes(bucket: $bucket, since: $since, limit: 1000) { changes { ccid key version } cursor hasMore } }`;
+const REPLICAS = `query($bucket: String!) { replicaStatus(bucket: $bucket) { nodeId up digest entities lag } }`;
+const CLUSTER = `{ cluster { nodeId nodes { id status up } handoff { pending moved } } }`;
+const LEAVE = `mutation($id: ID!) { clusterLeave(nodeId: $id) { nodes { id status } } }`;
+
+interface ReplicaRow {
+  nodeId: string;
+  up: boolean;
+  digest: string | null;
+  entities: number | null;
+  lag: number | null;
+}
+
+interface ClusterView {
+  nodeId: string;
+  nodes: Array<{ id: string; status: 'ACTIVE' | 'LEFT'; up: boolean }>;
+  handoff: { pending: number; moved: number };
+}
+
+interface GraphQLAnswer {
+  data?: Record<string, unknown> | null;
+  errors?: GraphQLErrorShape[];
+}
+
+/** ccids are hex: a random prefix per run, then a counter. */
+const run = randomBytes(4).toString('hex');
+let seq = 0;
+function ccid(): string {
+  return run + (++seq).toString(16).padStart(8, '0');
+}
+
+/** A GraphQL POST that gives up after `timeoutMs` (a frozen node accepts the connection and never answers). */
+async function post(node: NodeProcess, query: string, variables: Record<string, unknown>, timeoutMs = 10_000): Promise<GraphQLAnswer> {
+  const response = await fetch(node.graphqlUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${node.adminKey}` },
+    body: JSON.stringify({ query, variables }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  return (await response.json()) as GraphQLAnswer;
+}
+
+async function data<T>(node: NodeProcess, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const answer = await post(node, query, variables);
+  if (answer.errors?.length || !answer.data) throw new Error(`GraphQL errors: ${JSON.stringify(answer.errors)}`);
+  return answer.data as T;
+}
+
+type Outcome = { kind: 'acked'; duplicate: boolean } | { kind: 'timeout' } | { kind: 'unreachable' } | { kind: 'error'; code: string };
+
+interface Change {
+  ccid: string;
+  key: string;
+  op: 'MODIFY';
+  data: Record<string, unknown>;
+}
+
+async function submit(node: NodeProcess, bucket: string, change: Change, timeoutMs: number): Promise<Outcome> {
+  let answer: GraphQLAnswer;
+  try {
+    answer = await post(node, SUBMIT, { bucket, changes: [change] }, timeoutMs);
+  } catch (error) {
+    return (error as Error).name === 'TimeoutError' ? { kind: 'timeout' } : { kind: 'unreachable' };
+  }
+  if (answer.errors?.length) return { kind: 'error', code: String(answer.errors[0]!.extensions?.code ?? answer.errors[0]!.message) };
+  const result = (answer.data as { submitChanges: Array<{ duplicate: boolean; error: { code: string } | null }> }).submitChanges[0]!;
+  return result.error === null ? { kind: 'acked', duplicate: result.duplicate } : { kind: 'error', code: result.error.code };
+}
+
+async function replicas(node: NodeProcess, bucket: string): Promise<ReplicaRow[]> {
+  return (await data<{ replicaStatus: ReplicaRow[] }>(node, REPLICAS, { bucket })).replicaStatus;
+}
+
+async function clusterView(node: NodeProcess, timeoutMs = 10_000): Promise<ClusterView> {
+  const answer = await post(node, CLUSTER, {}, timeoutMs);
+  if (answer.errors?.length || !answer.data) throw new Error(`GraphQL errors: ${JSON.stringify(answer.errors)}`);
+  return (answer.data as { cluster: ClusterView }).cluster;
+}
+
+async function allChanges(node: NodeProcess, bucket: string): Promise<Array<{ ccid: string; key: string; version: number }>> {
+  const out: Array<{ ccid: string; key: string; version: number }> = [];
+  let since: string | null = null;
+  for (;;) {
+    const page: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } = (
+      await data<{ changes: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } }>(node, CHANGES, { bucket, since })
+    ).changes;
+    out.push(...page.changes);
+    since = page.cursor;
+    if (!page.hasMore) return out;
+  }
+}
+
+/** Every replica answers, with one digest and no lag, on the view of each of `nodes`. */
+async function converged(nodes: NodeProcess[], bucket: string, size = 3, timeoutMs = 30_000): Promise<ReplicaRow[]> {
+  let rows: ReplicaRow[] = [];
+  await until(
+    async () => {
+      for (const node of nodes) {
+        rows = await replicas(node, bucket);
+        if (rows.length !== size || rows.some((r) => !r.up || r.digest === null || r.lag !== 0)) return false;
+        if (new Set(rows.map((r) => r.digest)).size !== 1) return false;
+      }
+      return true;
+    },
+    `replicas of ${bucket} to agree (last seen: ${JSON.stringify(rows)})`,
+    timeoutMs,
+  );
+  return rows;
+}
+
+/** No acknowledged change missing, no ccid listed twice, in each bucket on each of `nodes`. */
+async function expectEveryAcknowledgedChangeOnce(nodes: NodeProcess[], acked: ReadonlyMap<string, string>, buckets: readonly string[]): Promise<void> {
+  for (const bucket of buckets) {
+    const expected = [...acked].filter(([, b]) => b === bucket).map(([c]) => c);
+    expect(expected.length, `acknowledged changes in ${bucket}`).toBeGreaterThan(0);
+    for (const node of nodes) {
+      const ccids = (await allChanges(node, bucket)).map((c) => c.ccid);
+      const twice = ccids.filter((c, i) => ccids.indexOf(c) !== i);
+      expect(twice, `ccids listed twice in ${bucket} on port ${node.port}`).toEqual([]);
+      const listed = new Set(ccids);
+      expect(expected.filter((c) => !listed.has(c)), `acknowledged changes of ${bucket} missing on port ${node.port}`).toEqual([]);
+    }
+  }
+}
+
+interface Load {
+  /** Acknowledged ccid -> bucket. */
+  acked: Map<string, string>;
+  /** Attempts by outcome (`timeout@port`, `error:CODE`, ...), for diagnostics. */
+  outcomes: Map<string, number>;
+  error: unknown;
+  stop(): Promise<void>;
+}
+
+/**
+ * `writers` concurrent writers, each submitting one change at a time to the nodes `targets()`
+ * returns (round robin), retrying it with the same ccid on the next node until acknowledged.
+ */
+function startLoad(options: {
+  writers: number;
+  buckets: readonly string[];
+  targets: () => NodeProcess[];
+  /** A new entity per change (else each writer modifies five keys over and over). */
+  newKeys?: boolean;
+  timeoutMs?: number;
+  /** A change not acknowledged in this time fails the load. */
+  ackWithinMs?: number;
+}): Load {
+  const { writers, buckets, targets, newKeys = false, timeoutMs = 4000, ackWithinMs = 40_000 } = options;
+  let stopped = false;
+  const load: Load = {
+    acked: new Map(),
+    outcomes: new Map(),
+    error: undefined,
+    stop: async () => {
+      stopped = true;
+      await running;
+      if (load.error !== undefined) throw load.error;
+    },
+  };
+  const count = (what: string) => load.outcomes.set(what, (load.outcomes.get(what) ?? 0) + 1);
+  const writer = async (w: number) => {
+    for (let k = 0; !stopped; k++) {
+      const bucket = buckets[(w + k) % buckets.length]!;
+      const change: Change = { ccid: ccid(), key: newKeys ? `w${w}-${k}` : `w${w}-${k % 5}`, op: 'MODIFY', data: { w, k } };
+      const deadline = Date.now() + ackWithinMs;
+      for (let attempt = 0; !stopped; attempt++) {
+        const nodes = targets();
+        const node = nodes[(w + k + attempt) % nodes.length]!;
+        const outcome = await submit(node, bucket, change, timeoutMs);
+        count(outcome.kind === 'error' ? `error:${outcome.code}` : outcome.kind === 'acked' ? 'acked' : `${outcome.kind}@${node.port}`);
+        if (outcome.kind === 'acked') {
+          load.acked.set(change.ccid, bucket);
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`change ${change.ccid} not acknowledged in ${ackWithinMs} ms; outcomes ${JSON.stringify([...load.outcomes])}`);
+        // A node that answered at once with an error: give the cluster a moment before the next one.
+        if (outcome.kind !== 'timeout') await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+  };
+  const running = Promise.all(Array.from({ length: writers }, (_, w) => writer(w))).then(
+    () => undefined,
+    (error: unknown) => {
+      load.error = error;
+      stopped = true;
+    },
+  );
+  return load;
+}
+
+async function untilAcked(load: Load, n: number, timeoutMs = 30_000): Promise<void> {
+  try {
+    await until(async () => load.error !== undefined || load.acked.size >= n, `${n} acknowledged changes`, timeoutMs);
+  } catch (error) {
+    throw new Error(`${(error as Error).message} (have ${load.acked.size}; outcomes ${JSON.stringify([...load.outcomes])})`);
+  }
+  if (load.error !== undefined) throw load.error;
+}
+
+/**
+ * A cluster whose peer links all go through proxies: node i advertises (and every --peers lists)
+ * the address of proxy i, which forwards to node i's real port. Clients talk to the real ports.
+ */
+async function startProxiedCluster(size: number): Promise<{ cluster: TestCluster; proxies: TcpProxy[] }> {
+  const ports = await freePorts(size);
+  const ring = await Promise.all(ports.map((port) => startTcpProxy({ targetPort: port, identify: peerHelloNodeId })));
+  proxies.push(...ring);
+  const adminKey = randomBytes(16).toString('hex');
+  const clusterKey = randomBytes(24).toString('hex');
+  const peers = ring.map((p) => p.address).join(',');
+  const nodes: ClusterNode[] = ports.map((port, i) => ({
+    nodeId: `node${i + 1}`,
+    port,
+    dataDir: tempDataDir(),
+    args: ['--port', String(port), '--node-id', `node${i + 1}`, '--peers', peers, '--advertise', ring[i]!.address, '--cluster-key', clusterKey],
+    process: undefined,
+  }));
+  const cluster: TestCluster = {
+    nodes,
+    adminKey,
+    clusterKey,
+    node(i) {
+      const running = nodes[i]!.process;
+      if (running === undefined) throw new Error(`node${i + 1} is not running`);
+      return running;
+    },
+    async start(i) {
+      const node = nodes[i]!;
+      node.process = await startNodeProcess({ dataDir: node.dataDir, adminKey, args: node.args });
+      return node.process;
+    },
+    async kill(i, signal = 'SIGKILL') {
+      const node = nodes[i]!;
+      await node.process?.stop(signal);
+      node.process = undefined;
+    },
+    running: () => nodes.flatMap((n) => (n.process === undefined ? [] : [n.process])),
+  };
+  await Promise.all(nodes.map((_, i) => cluster.start(i)));
+  await waitForRing(cluster, size);
+  return { cluster, proxies: ring };
+}
+
+/** Cuts every peer link between `isolated` and the other nodes (null: heals). */
+function partition(ring: TcpProxy[], nodeIds: string[], isolated: string | null): void {
+  ring.forEach((proxy, j) => {
+    const towardsIsolated = nodeIds[j] === isolated;
+    proxy.setFilter((client) => isolated === null || client === null || (client === isolated) === towardsIsolated);
+  });
+}
+
+function upIn(view: ClusterView, id: string): boolean {
+  return view.nodes.some((n) => n.id === id && n.status === 'ACTIVE' && n.up);
+}
+
+describe('a cluster under faults', () => {
+  it('loses no acknowledged change when a node is frozen (SIGSTOP) under load, and converges once it is thawed (SIGCONT)', async () => {
+    const cluster = await startCluster({ size: 3 });
+    const buckets = ['frozen-a', 'frozen-b'];
+    // Freeze the owner of one bucket: the coordinator of its writes.
+    const owner = (await replicas(cluster.node(0), buckets[0]!))[0]!.nodeId;
+    const victim = cluster.nodes.findIndex((n) => n.nodeId === owner);
+    const frozen = cluster.node(victim);
+    const others = cluster.running().filter((n) => n !== frozen);
+    const load = startLoad({ writers: 4, buckets, targets: () => cluster.running(), timeoutMs: 2500 });
+    await untilAcked(load, 40);
+    process.kill(frozen.child.pid!, 'SIGSTOP');
+    let frozenFor = 0;
+    try {
+      const stoppedAt = Date.now();
+      const before = load.acked.size;
+      // The others notice (heartbeats unanswered) and keep acknowledging writes without it.
+      await until(async () => {
+        for (const node of others) if (upIn(await clusterView(node), owner)) return false;
+        return true;
+      }, `the others to see ${owner} down`);
+      await untilAcked(load, before + 100);
+      frozenFor = Date.now() - stoppedAt;
+      expect(load.outcomes.get(`timeout@${frozen.port}`) ?? 0, 'requests to the frozen node that timed out').toBeGreaterThan(0);
+    } finally {
+      process.kill(frozen.child.pid!, 'SIGCONT');
+    }
+    const thawed = load.acked.size;
+    await until(async () => {
+      for (const node of cluster.running()) if (!(await clusterView(node)).nodes.every((n) => n.up)) return false;
+      return true;
+    }, `${owner} to be seen up again`);
+    await untilAcked(load, thawed + 40);
+    await load.stop();
+    for (const bucket of buckets) {
+      const rows = await converged(cluster.running(), bucket);
+      expect(rows.map((r) => r.nodeId).sort()).toEqual(['node1', 'node2', 'node3']);
+    }
+    await expectEveryAcknowledgedChangeOnce(cluster.running(), load.acked, buckets);
+    expect(frozenFor).toBeGreaterThan(2000);
+  });
+
+  it('keeps acknowledged changes across a partition of one node from the other two, and converges once healed', async () => {
+    const { cluster, proxies: ring } = await startProxiedCluster(3);
+    const ids = cluster.nodes.map((n) => n.nodeId);
+    const buckets = ['split-a', 'split-b', 'split-c'];
+    const isolatedIndex = 2;
+    const isolated = cluster.node(isolatedIndex);
+    const isolatedId = ids[isolatedIndex]!;
+    const majority = [cluster.node(0), cluster.node(1)];
+    // Every peer link goes through the proxies: the nodes know each other by proxy addresses only.
+    for (const node of cluster.running()) {
+      const view = await clusterView(node);
+      expect(view.nodes.filter((n) => n.status === 'ACTIVE' && n.up).map((n) => n.id).sort()).toEqual(ids);
+    }
+    expect(ring.every((p) => p.labels().some((label) => typeof label === 'string'))).toBe(true);
+
+    const load = startLoad({ writers: 3, buckets, targets: () => majority });
+    await untilAcked(load, 30);
+    partition(ring, ids, isolatedId);
+    // The partition really isolates: each side sees the other down, and no peer link to it is left.
+    await until(async () => {
+      for (const node of majority) if (upIn(await clusterView(node), isolatedId)) return false;
+      const view = await clusterView(isolated);
+      return ids.filter((id) => id !== isolatedId).every((id) => !upIn(view, id));
+    }, 'both sides of the partition to see the other down');
+    for (const [j, proxy] of ring.entries()) {
+      const labels = proxy.labels().filter((l) => typeof l === 'string');
+      if (j === isolatedIndex) expect(labels).toEqual([]);
+      else expect(labels).not.toContain(isolatedId);
+    }
+
+    // Meanwhile a few writes to the isolated node, on keys the majority writes too. It cannot
+    // reach W = 2 replicas: UNAVAILABLE ("may have been applied"); the client then retries the
+    // same ccid on the majority side.
+    const before = load.acked.size;
+    const isolatedOutcomes: Outcome[] = [];
+    const acked = new Map<string, string>();
+    for (let i = 0; i < 8; i++) {
+      const bucket = buckets[i % buckets.length]!;
+      const change: Change = { ccid: ccid(), key: `w${i % 3}-${i % 5}`, op: 'MODIFY', data: { isolated: i } };
+      const outcome = await submit(isolated, bucket, change, 8000);
+      isolatedOutcomes.push(outcome);
+      if (outcome.kind === 'acked') {
+        acked.set(change.ccid, bucket);
+        continue;
+      }
+      for (let attempt = 0; ; attempt++) {
+        const retry = await submit(majority[attempt % 2]!, bucket, change, 4000);
+        if (retry.kind === 'acked') {
+          acked.set(change.ccid, bucket);
+          break;
+        }
+        if (attempt > 20) throw new Error(`retry of ${change.ccid} on the majority: ${JSON.stringify(retry)}`);
+      }
+    }
+    await untilAcked(load, before + 60);
+    // Still cut off until now: the isolated node never saw the others up again.
+    expect(upIn(await clusterView(isolated), ids[0]!) || upIn(await clusterView(isolated), ids[1]!)).toBe(false);
+    // A write with no quorum reachable is never acknowledged.
+    expect(isolatedOutcomes).toEqual(isolatedOutcomes.map(() => ({ kind: 'error', code: 'UNAVAILABLE' })));
+
+    partition(ring, ids, null);
+    await waitForRing(cluster, 3);
+    const healed = load.acked.size;
+    await untilAcked(load, healed + 30);
+    await load.stop();
+    for (const [c, b] of load.acked) acked.set(c, b);
+    for (const bucket of buckets) await converged(cluster.running(), bucket);
+    await expectEveryAcknowledgedChangeOnce(cluster.running(), acked, buckets);
+  });
+
+  it('hands partitions over to a fourth node that joins under load, and keeps every acknowledged change', async () => {
+    const cluster = await startCluster({ size: 3 });
+    const buckets = ['join-a', 'join-b', 'join-c', 'join-d', 'join-e', 'join-f'];
+    const load = startLoad({ writers: 4, buckets, targets: () => cluster.running(), newKeys: true });
+    await untilAcked(load, 120);
+    const [port] = await freePorts(1);
+    const node4: ClusterNode = {
+      nodeId: 'node4',
+      port: port!,
+      dataDir: tempDataDir(),
+      args: ['--port', String(port), '--node-id', 'node4', '--peers', cluster.nodes.map((n) => `127.0.0.1:${n.port}`).join(','), '--cluster-key', cluster.clusterKey],
+      process: undefined,
+    };
+    cluster.nodes.push(node4);
+    await cluster.start(3);
+    await waitForRing(cluster, 4);
+    // Writes go on through all four nodes for a while after the ring changed.
+    await untilAcked(load, Math.max(300, load.acked.size + 60));
+    await load.stop();
+
+    // Each bucket now has 3 replicas of 4: an old node not in a bucket's list hands it over.
+    const lists = new Map<string, string[]>();
+    for (const bucket of buckets) lists.set(bucket, (await replicas(cluster.node(0), bucket)).map((r) => r.nodeId));
+    const displaced = (id: string) => buckets.filter((b) => !lists.get(b)!.includes(id)).length;
+    let views: ClusterView[] = [];
+    await until(
+      async () => {
+        views = await Promise.all(cluster.running().map((n) => clusterView(n)));
+        return views.every(
+          (v) => v.nodes.filter((n) => n.status === 'ACTIVE' && n.up).length === 4 && v.handoff.pending === 0 && (v.nodeId === 'node4' || v.handoff.moved >= displaced(v.nodeId)),
+        );
+      },
+      `four members and every handoff done (lists ${JSON.stringify([...lists])}, last seen ${JSON.stringify(views)})`,
+      40_000,
+    );
+    for (const bucket of buckets) {
+      const rows = await converged(cluster.running(), bucket);
+      expect(rows.map((r) => r.nodeId)).toEqual(lists.get(bucket));
+      expect(new Set(rows.map((r) => r.nodeId)).size).toBe(3);
+    }
+    expect([...lists.values()].some((list) => list.includes('node4'))).toBe(true);
+    expect(load.acked.size).toBeGreaterThanOrEqual(300);
+    await expectEveryAcknowledgedChangeOnce(cluster.running(), load.acked, buckets);
+  });
+
+  it('hands a leaving node’s partitions to the others under load, and keeps every acknowledged change', async () => {
+    const cluster = await startCluster({ size: 4 });
+    const buckets = ['leave-a', 'leave-b', 'leave-c', 'leave-d', 'leave-e', 'leave-f'];
+    const leavingIndex = 1;
+    const leaving = cluster.node(leavingIndex);
+    const leavingId = cluster.nodes[leavingIndex]!.nodeId;
+    const remaining = cluster.running().filter((n) => n !== leaving);
+    const load = startLoad({ writers: 4, buckets, targets: () => cluster.running() });
+    await untilAcked(load, 80);
+    const held = [];
+    for (const bucket of buckets) if ((await replicas(cluster.node(0), bucket)).some((r) => r.nodeId === leavingId)) held.push(bucket);
+    expect(held.length).toBeGreaterThan(0);
+
+    const left = await data<{ clusterLeave: { nodes: Array<{ id: string; status: string }> } }>(cluster.node(0), LEAVE, { id: leavingId });
+    expect(left.clusterLeave.nodes.find((n) => n.id === leavingId)?.status).toBe('LEFT');
+    let views: ClusterView[] = [];
+    await until(
+      async () => {
+        views = await Promise.all(cluster.running().map((n) => clusterView(n)));
+        return views.every((v) => v.nodes.find((n) => n.id === leavingId)?.status === 'LEFT');
+      },
+      `every node to see ${leavingId} LEFT (last seen ${JSON.stringify(views)})`,
+    );
+    const before = load.acked.size;
+    await until(
+      async () => {
+        const view = await clusterView(leaving);
+        views = [view];
+        return view.handoff.pending === 0 && view.handoff.moved >= held.length;
+      },
+      `${leavingId} to hand over ${held.length} partitions (last seen ${JSON.stringify(views)})`,
+      40_000,
+    );
+    await untilAcked(load, before + 40);
+    await load.stop();
+    for (const bucket of buckets) {
+      const rows = await converged(remaining, bucket);
+      expect(rows.map((r) => r.nodeId)).not.toContain(leavingId);
+      expect(new Set(rows.map((r) => r.nodeId)).size).toBe(3);
+    }
+    await expectEveryAcknowledgedChangeOnce(remaining, load.acked, buckets);
+  });
+});
