@@ -4,7 +4,7 @@
  */
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { normaliseAppId, normaliseUsername, validateBucketName } from '../model/names.js';
-import { nodeIdKey, PartitionLayout, registry } from '../storage/layout.js';
+import { epochKey, nodeIdKey, PartitionLayout, registry } from '../storage/layout.js';
 import { StagedStore, type StagedOp, type StagedStoreOptions } from '../storage/staged-store.js';
 import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { HybridClock } from './hlc.js';
@@ -118,6 +118,7 @@ export class Engine {
     if (open !== undefined) {
       const partition = await open.catch(() => undefined);
       if (partition !== undefined) {
+        partition.retire();
         partition.close();
         await partition.settle();
       }
@@ -125,7 +126,12 @@ export class Engine {
       this.opened.delete(id);
     }
     await this.store.purge(new PartitionLayout(id).base);
-    const ops: StagedOp[] = [{ type: 'del', key: registry.bucket(appId, bucket, user) }];
+    // A copy made anew later accepts records under a new origin (Partition.origin).
+    const epoch = (await this.store.get<number>(epochKey(id))) ?? 0;
+    const ops: StagedOp[] = [
+      { type: 'del', key: registry.bucket(appId, bucket, user) },
+      { type: 'put', key: epochKey(id), value: epoch + 1 },
+    ];
     if (user !== null) ops.push({ type: 'del', key: registry.owned(appId, user, bucket) });
     await this.store.stage(ops);
   }

@@ -36,7 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
-import { PartitionLayout, registry } from '../storage/layout.js';
+import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
 import {
@@ -157,6 +157,12 @@ export class Partition {
   private durableChangeVector: VersionVector;
   private durableEventVector: VersionVector;
   private garbageCollection: Promise<void> = Promise.resolve();
+  /**
+   * The origin of the records this copy accepts: the node's, or after the copy was purged (handed
+   * over, a user deleted) and made anew, the node's with the copy's epoch, so that sequence numbers
+   * that other replicas still hold are never reused for different records.
+   */
+  readonly origin: string;
 
   private constructor(
     readonly app: string,
@@ -167,7 +173,9 @@ export class Partition {
     private readonly ctx: EngineContext,
     heads: LogHeads,
     listed: boolean,
+    epoch: number,
   ) {
+    this.origin = epoch === 0 ? ctx.nodeId : `${ctx.nodeId}.${epoch}`;
     this.listed = listed;
     this.partition = partitionId(app, bucket, owner);
     this.layout = new PartitionLayout(this.partition);
@@ -200,7 +208,8 @@ export class Partition {
       eventVector: lastEvent === undefined ? emptyVector : entryVector(lastEvent.entry),
     };
     const listed = (await store.get(registry.bucket(app, bucket, owner), { durable: true })) !== undefined;
-    const partition = new Partition(app, bucket, owner, store, ctx, heads, listed);
+    const epoch = (await store.get<number>(epochKey(layout.partition), { durable: true })) ?? 0;
+    const partition = new Partition(app, bucket, owner, store, ctx, heads, listed, epoch);
     // Finish what a crash may have interrupted: garbage left by EMPTY/DROP.
     if (meta.garbage.length > 0 || meta.changeLogStart > 1) partition.collectGarbage();
     return partition;
@@ -418,7 +427,7 @@ export class Partition {
     current: EntityState | undefined,
     fields: Omit<ChangeRecord, 'id' | 'origin' | 'seq' | 'at' | 'hlc' | 'deps' | 'cut'> & { version: number },
   ): ChangeOutcome {
-    const self = this.ctx.nodeId;
+    const self = this.origin;
     // Made on the entity as it is here: after its last record in the total order.
     if (current?.hlc !== undefined) this.ctx.clock.observe(current.hlc);
     const pos = ++this.changePos;
@@ -472,7 +481,7 @@ export class Partition {
 
   /** EMPTY and DROP: one small write that moves entities to a new generation. */
   private async clear(meta: PartitionMeta, op: 'EMPTY' | 'DROP', base: RecordBase): Promise<ChangeOutcome> {
-    const self = this.ctx.nodeId;
+    const self = this.origin;
     const pos = ++this.changePos;
     const seq = seqOf(this.changeVector, self) + 1;
     const cut = this.changeVector;
@@ -562,7 +571,7 @@ export class Partition {
       const fresh: EventView[] = [];
       const inRequest = new Map<string, EventView>();
       const ops: StagedOp[] = [];
-      const self = this.ctx.nodeId;
+      const self = this.origin;
       let pos = this.eventPos;
       let vector = this.eventVector;
       for (const input of inputs) {
@@ -651,7 +660,7 @@ export class Partition {
     if (position.stream !== stream || position.partition !== this.partition) {
       throw new SyncError(ErrorCode.INVALID_CURSOR, `cursor does not belong to the ${stream} of bucket ${this.bucket}`);
     }
-    const self = this.ctx.nodeId;
+    const self = this.origin;
     const vector = position.vector;
     const head = stream === 'changes' ? this.durableChangeVector : this.durableEventVector;
     // Other replicas may be ahead of this one, but nobody knows more of our own records than we do.
@@ -1070,7 +1079,7 @@ export class Partition {
   async recordsSince(stream: 'changes', vector: VersionVector, limit: number): Promise<RecordsSince<ChangeRecord>>;
   async recordsSince(stream: 'events', vector: VersionVector, limit: number): Promise<RecordsSince<EventRecord>>;
   async recordsSince(stream: StreamKind, vector: VersionVector, limit: number): Promise<RecordsSince<ChangeRecord | EventRecord>> {
-    const self = this.ctx.nodeId;
+    const self = this.origin;
     const head = this.vectorOf(stream);
     const fromPos = onlyOrigin(head, self) && onlyOrigin(vector, self) ? Math.max(seqOf(vector, self) + 1, 1) : await this.firstUncovered(stream, vector);
     const range = stream === 'changes' ? this.layout.changesFrom(fromPos) : this.layout.eventsFrom(fromPos);
@@ -1182,8 +1191,19 @@ export class Partition {
 
   // ---------------------------------------------------------------- helpers
 
+  /**
+   * Refuses every later change: the copy is being purged (handed over, or its user deleted).
+   * Whoever still holds this object must not write into the purged key space with its counters.
+   */
+  retire(): void {
+    this.retired = true;
+  }
+
+  private retired = false;
+
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const guarded = () => {
+      if (this.retired) throw new SyncError(ErrorCode.UNAVAILABLE, `bucket ${this.bucket} moved away from this node: retry`);
       // A failed write discarded everything staged: continue from what is durable.
       if (this.failuresSeen !== this.store.failures) {
         this.failuresSeen = this.store.failures;

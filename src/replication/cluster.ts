@@ -301,6 +301,7 @@ export class Cluster implements Router {
   private async coordinateChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, spec: CallerSpec): Promise<ChangeOutcome[]> {
     const denied = new Set(spec.denied);
     const caller: Caller = { admin: spec.admin, mayChange: (key) => (key === null ? spec.mayClear : !denied.has(key)) };
+    await this.catchUp(partition);
     const before = partition.vectorOf('changes');
     const outcomes = await partition.submitChanges(inputs, clientId, caller);
     // Duplicates too: the first attempt may have stopped short of W copies.
@@ -316,6 +317,7 @@ export class Cluster implements Router {
     refused: readonly string[],
   ): Promise<PushEventsOutcome> {
     const no = new Set(refused);
+    await this.catchUp(partition);
     const before = partition.vectorOf('events');
     const outcome = await partition.pushEvents(inputs, since, author, no.size === 0 ? undefined : (event) => !no.has(event.uuid));
     if (outcome.accepted.length > 0) await this.replicate(partition, 'events', partition.vectorOf('events'), before);
@@ -400,8 +402,17 @@ export class Cluster implements Router {
   // ------------------------------------------------------------------ Router: reads
 
   async beforeRead(partition: Partition): Promise<void> {
+    this.touch(partition.partition);
+    await this.catchUp(partition);
+  }
+
+  /**
+   * A replica that has not met another since it started (or since the ring changed) first pulls
+   * what a live one holds, so that it neither serves nor builds on an old copy; a copy held for
+   * readers does so every time. Best effort: with nobody reachable it goes on with what it has.
+   */
+  private async catchUp(partition: Partition): Promise<void> {
     const id = partition.partition;
-    this.touch(id);
     if (this.synced.has(id)) return;
     const list = this.preferenceList(id);
     const others = list.filter((n) => n !== this.nodeId && this.membership.isUp(n));

@@ -15,6 +15,7 @@
  *   p!{partition}!uuid!{uuid}                 event uuid -> seq (idempotency)
  *   p!{partition}!g{gen}!ent!{key}            latest state of an entity
  *   p!{partition}!g{gen}!ver!{key}!{version}  retained versions
+ *   pe!{partition}                            how often the partition's copy here was purged
  *
  * Entities and versions sit under a generation so that EMPTY and DROP are one small atomic
  * write (bump the generation); the old generation is garbage, cleared in the background.
@@ -27,6 +28,11 @@ const VERSION_DIGITS = 10;
 const pad = (n: number, digits: number) => n.toString().padStart(digits, '0');
 
 export const nodeIdKey = 'node!id';
+
+/** Outside the partition's prefix: it survives the purge it counts. */
+export function epochKey(partition: string): string {
+  return `pe!${partition}`;
+}
 
 export class PartitionLayout {
   readonly base: string;

@@ -7,7 +7,7 @@
  *   3. replicas hold identical entities (equal digests) and vectors;
  *   4. a reader moving between nodes with its cursor sees each record once, and all of them.
  *
- * `npm test` runs SIM_SEEDS seeds (default 100); `SIM_SEEDS=5000 npx vitest run test/sim` runs
+ * `npm test` runs SIM_SEEDS seeds (default 200); `SIM_SEEDS=5000 npx vitest run test/sim` runs
  * more; `SIM_SEED=1234` replays one seed.
  */
 import { describe, expect, it } from 'vitest';
@@ -189,6 +189,12 @@ async function scenario(seed: number): Promise<void> {
     const states = await Promise.all(
       replicas.map(async (p) => ({ vector: p.vectorOf('changes'), digest: await p.digest(), entities: await p.entities(1000, null, true) })),
     );
+    if (process.env.SIM_DEBUG) {
+      for (const [i, p] of replicas.entries()) {
+        const page = await p.changes(null, 1000);
+        console.log(list[i], id, JSON.stringify(page.changes.map((c) => [c.origin, c.originSeq, c.key, c.version, c.data])));
+      }
+    }
     for (const state of states.slice(1)) expect(state, `seed ${seed}: replicas of ${id} differ`).toEqual(states[0]);
     for (const partition of replicas) {
       const ccids: string[] = [];
@@ -222,7 +228,7 @@ async function scenario(seed: number): Promise<void> {
 }
 
 const only = process.env.SIM_SEED;
-const count = Number(process.env.SIM_SEEDS ?? 60);
+const count = Number(process.env.SIM_SEEDS ?? 200);
 const seeds = only !== undefined ? [Number(only)] : Array.from({ length: count }, (_, i) => i + 1);
 
 describe('cluster simulation', () => {
