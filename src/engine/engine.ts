@@ -126,12 +126,13 @@ export class Engine {
       this.opened.delete(id);
     }
     await this.store.purge(new PartitionLayout(id).base);
-    // A copy made anew later accepts records under a new origin (Partition.origin).
-    const epoch = (await this.store.get<number>(epochKey(id))) ?? 0;
-    const ops: StagedOp[] = [
-      { type: 'del', key: registry.bucket(appId, bucket, user) },
-      { type: 'put', key: epochKey(id), value: epoch + 1 },
-    ];
+    const ops: StagedOp[] = [{ type: 'del', key: registry.bucket(appId, bucket, user) }];
+    // A replica's copy made anew later accepts records under a new origin (Partition.origin):
+    // other replicas still hold what the old one made. A single node has no one to confuse.
+    if (this.ctx.keepClearedLog === true) {
+      const epoch = (await this.store.get<number>(epochKey(id))) ?? 0;
+      ops.push({ type: 'put', key: epochKey(id), value: epoch + 1 });
+    }
     if (user !== null) ops.push({ type: 'del', key: registry.owned(appId, user, bucket) });
     await this.store.stage(ops);
   }

@@ -15,11 +15,13 @@
  *   p!{partition}!uuid!{uuid}                 event uuid -> seq (idempotency)
  *   p!{partition}!g{gen}!ent!{key}            latest state of an entity
  *   p!{partition}!g{gen}!ver!{key}!{version}  retained versions
- *   pe!{partition}                            how often the partition's copy here was purged
+ *   pe!{sha256(partition)}                    in a cluster: how often the partition's copy here was
+ *                                             purged (hashed: a deleted user's name stays off disk)
  *
  * Entities and versions sit under a generation so that EMPTY and DROP are one small atomic
  * write (bump the generation); the old generation is garbage, cleared in the background.
  */
+import { createHash } from 'node:crypto';
 import { prefixEnd } from './store.js';
 
 const SEQ_DIGITS = 16;
@@ -31,7 +33,7 @@ export const nodeIdKey = 'node!id';
 
 /** Outside the partition's prefix: it survives the purge it counts. */
 export function epochKey(partition: string): string {
-  return `pe!${partition}`;
+  return `pe!${createHash('sha256').update(partition).digest('hex').slice(0, 32)}`;
 }
 
 export class PartitionLayout {
