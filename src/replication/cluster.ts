@@ -284,8 +284,9 @@ export class Cluster implements Router {
    * that cannot be reached is skipped; one that answers with an error has decided.
    */
   private async route<T>(partition: Partition, local: () => Promise<T>, remote: (node: string, timeoutMs: number) => Promise<T>): Promise<T> {
+    // A write passing through is not a reader of this node's copy (see `touch`): a node that only
+    // forwards must still hand its copy over.
     const id = partition.partition;
-    this.touch(id);
     for (const node of this.preferenceList(id)) {
       if (node === this.nodeId) return local();
       if (!this.membership.isUp(node)) continue;

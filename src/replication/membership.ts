@@ -33,6 +33,10 @@ export class Membership {
       if (mine === undefined || info.version > mine.version || (info.version === mine.version && info.status === 'left' && mine.status !== 'left')) {
         this.members.set(id, { ...info });
         changed = true;
+      } else if (info.version === mine.version && mine.address === '' && info.address !== '') {
+        // A node first met on a link it dialed to us: its address arrives with gossip.
+        mine.address = info.address;
+        changed = true;
       }
     }
     return changed;
@@ -45,7 +49,8 @@ export class Membership {
       if (address !== null && mine.address === '') mine.address = address;
       return false;
     }
-    this.members.set(id, { address: address ?? '', status: 'active', version: 1 });
+    // Version 0: the node's own entry (version 1 and up) wins over what we inferred.
+    this.members.set(id, { address: address ?? '', status: 'active', version: 0 });
     return true;
   }
 

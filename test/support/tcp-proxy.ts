@@ -36,7 +36,8 @@ interface Piped {
 /** Bytes read from a client before giving up identifying it (the label is then null). */
 const IDENTIFY_BYTES_MAX = 64 * 1024;
 
-export async function startTcpProxy(options: { targetPort: number; targetHost?: string; identify?: Identify }): Promise<TcpProxy> {
+/** `targetPort` may be a function: read at each connection (the target's port can be chosen after the proxy's). */
+export async function startTcpProxy(options: { targetPort: number | (() => number); targetHost?: string; identify?: Identify }): Promise<TcpProxy> {
   const { targetPort, targetHost = '127.0.0.1', identify } = options;
   const open = new Set<Piped>();
   let allow: (label: string | null) => boolean = () => true;
@@ -50,7 +51,7 @@ export async function startTcpProxy(options: { targetPort: number; targetHost?: 
 
   const server: Server = createServer((client) => {
     client.setNoDelay(true);
-    const upstream = connect({ port: targetPort, host: targetHost });
+    const upstream = connect({ port: typeof targetPort === 'number' ? targetPort : targetPort(), host: targetHost });
     upstream.setNoDelay(true);
     const piped: Piped = { client, upstream, label: identify === undefined ? null : undefined };
     open.add(piped);
