@@ -144,7 +144,10 @@ export class Cluster implements Router {
     return this.options.nodeId;
   }
 
+  private started = false;
+
   start(): void {
+    this.started = true;
     this.transport.serve((from, request) => this.handle(from, request));
     this.every(this.options.heartbeatMs, () => this.heartbeat());
     this.every(this.options.antiEntropyMs, () => this.background());
@@ -230,6 +233,8 @@ export class Cluster implements Router {
     if (this.ring.nodes.join(',') !== before) {
       this.logger.info({ nodes: this.ring.nodes }, 'cluster ring changed');
       this.synced.clear();
+      // Move what moved now, rather than at the next scheduled round (and count it at once).
+      if (this.started && !this.stopped) void this.background();
     }
   }
 
