@@ -126,6 +126,37 @@ export class Directory {
     return () => this.revocationListeners.delete(listener);
   }
 
+  /**
+   * Keys another node of the cluster changed (replication/directory-log.ts): cached shared
+   * buckets and rules of their apps are dropped, and revoked or deleted keys and tokens end the
+   * sessions held on them here too.
+   */
+  remoteChanges(changes: ReadonlyArray<{ key: string; previous: string | undefined; value: string | null }>): void {
+    for (const { key, previous, value } of changes) {
+      if (key.startsWith(SHARED) || key.startsWith(ACL)) {
+        const app = key.slice((key.startsWith(SHARED) ? SHARED : ACL).length).split('!')[0]!;
+        this.sharedByApp.delete(app);
+        this.rulesByApp.delete(app);
+        this.rulesNow.delete(app);
+        // Live streams consult rulesNow: load the new rules now rather than at the next request.
+        void this.aclRules(app).catch(() => undefined);
+      } else if (key.startsWith(KEY) && previous !== undefined) {
+        const before = JSON.parse(previous) as KeyRecord;
+        const after = value === null ? undefined : (JSON.parse(value) as KeyRecord);
+        if (before.revokedAt === null && (after === undefined || after.revokedAt !== null)) {
+          this.emit({ credentials: [`key:${before.id}`], app: before.app, user: null, tokenIds: [] });
+        }
+      } else if (key.startsWith(TOKEN) && previous !== undefined && value === null) {
+        const token = JSON.parse(previous) as TokenRecord;
+        this.emit({ credentials: [`token:${token.id}`], app: token.app, user: token.user, tokenIds: [token.id] });
+      }
+    }
+  }
+
+  private emit(revocation: Revocation): void {
+    for (const listener of this.revocationListeners) listener(revocation);
+  }
+
   /** Creates an app with one key of each level; returns the keys (shown only now). */
   async createApp(appId: string): Promise<{ app: AppRecord; keys: Record<Level, string> }> {
     const id = normaliseAppId(appId);

@@ -29,6 +29,7 @@ import type { BucketConfig, ChangeOutcome, ChangeRecord, EventRecord } from '../
 import type { EventInput } from '../model/event.js';
 import { ErrorCode, SyncError, isSyncError } from '../model/errors.js';
 import { dominates, emptyVector, seqOf, type VersionVector } from '../model/version-vector.js';
+import type { ReplicatedDirectoryStore } from './directory-log.js';
 import { Membership } from './membership.js';
 import { isPeerRequest, type CallerSpec, type PeerRequest, type PeerResponse, type Vectors } from './protocol.js';
 import { Ring } from './ring.js';
@@ -159,6 +160,32 @@ export class Cluster implements Router {
     for (const handle of this.timers) this.clock.clearTimeout(handle);
     this.timers = [];
     await this.rounds.catch(() => undefined);
+  }
+
+  /** The node's directory, replicated to every member (replication/directory-log.ts). */
+  private directory: ReplicatedDirectoryStore | undefined;
+
+  attachDirectory(directory: ReplicatedDirectoryStore): void {
+    this.directory = directory;
+    // A directory write goes to every member at once (best effort: anti-entropy repairs).
+    directory.onLocalWrite = (record) => {
+      for (const node of this.membership.others()) {
+        if (!this.membership.isUp(node)) continue;
+        this.call(node, { type: 'dirPush', records: [record] }, this.options.requestTimeoutMs).catch(() => undefined);
+      }
+    };
+  }
+
+  /** Pulls the directory records `node` holds that this node lacks. */
+  private async pullDirectory(node: string): Promise<void> {
+    const directory = this.directory;
+    if (directory === undefined) return;
+    for (let round = 0; round < 1000 && !this.stopped; round++) {
+      const before = directory.vectorNow();
+      const answer = expect(await this.call(node, { type: 'dirPull', vector: before, limit: this.options.batchMax }, this.options.requestTimeoutMs), 'dirRecords');
+      const after = await directory.apply(answer.records);
+      if (!answer.more || dominates(before, after)) return;
+    }
   }
 
   /** An operator's `cluster join`: connect to `address`; the node there joins when its link is up. */
@@ -568,6 +595,15 @@ export class Cluster implements Router {
           }
           return { type: 'allVectors', partitions };
         }
+        case 'dirPush':
+          if (this.directory === undefined) return { type: 'error', code: ErrorCode.BAD_REQUEST, message: 'no replicated directory' };
+          return { type: 'dirVector', vector: await this.directory.apply(Array.isArray(request.records) ? request.records : []) };
+        case 'dirPull': {
+          if (this.directory === undefined) return { type: 'error', code: ErrorCode.BAD_REQUEST, message: 'no replicated directory' };
+          const limit = Math.max(1, Math.min(Number.isSafeInteger(request.limit) ? request.limit : 500, 5000));
+          const { records, more } = await this.directory.recordsSince(request.vector ?? emptyVector, limit);
+          return { type: 'dirRecords', records, more };
+        }
         case 'status': {
           const partition = await this.engine.partitionById(request.partition);
           const { digest, entities } = await partition.digest();
@@ -664,6 +700,13 @@ export class Cluster implements Router {
     }
     await Promise.all([...byPeer].map(([node, shared]) => this.compareWith(node, shared)));
     await this.handOver(foreign);
+    // The directory: what any member holds that this node lacks (each node pulls; all converge).
+    await Promise.all(
+      this.membership
+        .others()
+        .filter((node) => this.membership.isUp(node))
+        .map((node) => this.pullDirectory(node).catch(() => undefined)),
+    );
   }
 
   /** Anti-entropy with one peer: vectors of every partition we share, then pull and push the differences. */

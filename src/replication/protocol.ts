@@ -7,6 +7,7 @@ import type { ChangeOutcome, ChangeRecord, EventRecord, BucketConfig } from '../
 import type { ChangeInput, PushEventsOutcome } from '../engine/partition.js';
 import type { EventInput } from '../model/event.js';
 import type { VersionVector } from '../model/version-vector.js';
+import type { DirectoryRecord } from './directory-log.js';
 
 /** What a node knows of a member: gossiped, the entry with the higher `version` wins. */
 export interface MemberInfo {
@@ -39,7 +40,9 @@ export type PeerRequest =
   | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean }
   | { type: 'pull'; partition: string; vectors: Vectors; limit: number; waitMs: number }
   | { type: 'vectors'; partitions: string[] }
-  | { type: 'status'; partition: string };
+  | { type: 'status'; partition: string }
+  | { type: 'dirPush'; records: DirectoryRecord[] }
+  | { type: 'dirPull'; vector: VersionVector; limit: number };
 
 export type PeerResponse =
   | { type: 'pong'; members: MemberList }
@@ -50,15 +53,17 @@ export type PeerResponse =
   | { type: 'records'; changes: ChangeRecord[]; events: EventRecord[]; more: boolean; compacted: boolean; vectors: Vectors }
   | { type: 'allVectors'; partitions: Record<string, Vectors> }
   | { type: 'status'; vectors: Vectors; digest: string; entities: number }
+  | { type: 'dirVector'; vector: VersionVector }
+  | { type: 'dirRecords'; records: DirectoryRecord[]; more: boolean }
   | { type: 'error'; code: string; message: string };
 
-const REQUEST_TYPES = new Set(['ping', 'submit', 'pushEvents', 'configure', 'push', 'pull', 'vectors', 'status']);
+const REQUEST_TYPES = new Set(['ping', 'submit', 'pushEvents', 'configure', 'push', 'pull', 'vectors', 'status', 'dirPush', 'dirPull']);
 
 /** A request from the wire, checked for its envelope; handlers check their fields. */
 export function isPeerRequest(value: unknown): value is PeerRequest {
   if (typeof value !== 'object' || value === null) return false;
   const { type, partition } = value as { type?: unknown; partition?: unknown };
   if (typeof type !== 'string' || !REQUEST_TYPES.has(type)) return false;
-  if (type === 'ping' || type === 'vectors') return true;
+  if (type === 'ping' || type === 'vectors' || type === 'dirPush' || type === 'dirPull') return true;
   return typeof partition === 'string' && partition.length <= 400;
 }

@@ -21,6 +21,8 @@ import { Cluster } from '../replication/cluster.js';
 import { localRouter } from '../replication/router.js';
 import { realTimers } from '../replication/transport.js';
 import { WsPeerTransport } from '../replication/ws-transport.js';
+import { ReplicatedDirectoryStore } from '../replication/directory-log.js';
+import { HybridClock } from '../engine/hlc.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
@@ -107,7 +109,15 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   });
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
-  const directory = new Directory(store, { now: () => Date.now(), tokenTtlMs: options.limits.tokenTtlSeconds * 1000 });
+  // In a cluster, every node holds the whole directory: its writes are logged and exchanged.
+  const directoryStore = options.cluster === undefined ? undefined : await ReplicatedDirectoryStore.open(store, engine.nodeId, new HybridClock(() => Date.now()));
+  const directory = new Directory(directoryStore ?? store, { now: () => Date.now(), tokenTtlMs: options.limits.tokenTtlSeconds * 1000 });
+  if (directoryStore !== undefined) {
+    directoryStore.onRemoteChanges = (changes) => directory.remoteChanges(changes);
+    // A node that ran alone before brings its apps and users along.
+    const adopted = await directoryStore.adoptExisting('auth!');
+    if (adopted > 0) log.info({ keys: adopted }, 'logged the existing directory for the cluster');
+  }
   const authenticator = new Authenticator(directory, (secret) => keyMatches(secret, admin.key));
   const quotas = new Quotas(options.limits);
   // The cluster is created before the port is bound (resolvers need it) and started after.
@@ -432,6 +442,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       peerLog,
     );
     cluster.dialer = (peer) => transport.dial(peer);
+    if (directoryStore !== undefined) cluster.attachDirectory(directoryStore);
     cluster.start();
     transport.start();
   }

@@ -170,6 +170,38 @@ describe('a three-node cluster', () => {
     await cluster.start(1);
   });
 
+  it('knows apps, users and tokens on every node, and a revocation on one ends access on all', async () => {
+    const created = await rawPost(cluster.node(0), { query: 'mutation { createApp(id: "shop") { defaultKey adminKey } }' });
+    expect(created.errors).toBeUndefined();
+    const { defaultKey, adminKey: appAdmin } = (created.data as unknown as { createApp: { defaultKey: string; adminKey: string } }).createApp;
+    // Another node knows the app's keys: a user signs up there, and signs in on a third.
+    let signedUp: Awaited<ReturnType<typeof rawPost>> | undefined;
+    await until(async () => {
+      signedUp = await rawPost(cluster.node(1), { query: 'mutation { createUser(username: "ann", password: "correct horse battery") { username } }' }, { token: defaultKey });
+      return signedUp.errors === undefined;
+    }, 'the app to be known on node2');
+    let token = '';
+    await until(async () => {
+      const result = await rawPost(cluster.node(2), { query: 'mutation { authorize(username: "ann", password: "correct horse battery") { token } }' }, { token: defaultKey });
+      token = (result.data as unknown as { authorize?: { token: string } } | null)?.authorize?.token ?? '';
+      return token !== '';
+    }, 'ann to be known on node3');
+    // The token works on the first node: write there, read from the second.
+    await until(async () => {
+      const result = await rawPost(cluster.node(0), { query: SUBMIT, variables: { bucket: 'todo', changes: [{ ccid: ccid(), key: 'a', op: 'MODIFY', data: { t: 1 } }] } }, { token });
+      return result.errors === undefined;
+    }, 'the token to be known on node1');
+    const read = await rawPost(cluster.node(1), { query: '{ entity(bucket: "todo", key: "a") { data } }' }, { token });
+    expect(read.errors).toBeUndefined();
+    expect((read.data as unknown as { entity: { data: unknown } }).entity.data).toEqual({ t: 1 });
+    // Revoking the default key on one node refuses it on the others.
+    const keys = await rawPost(cluster.node(1), { query: '{ apiKeys { id level } }' }, { token: appAdmin });
+    const defaultId = (keys.data as unknown as { apiKeys: Array<{ id: string; level: string }> }).apiKeys.find((k) => k.level === 'DEFAULT')!.id;
+    const revoked = await rawPost(cluster.node(1), { query: 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', variables: { id: defaultId } }, { token: appAdmin });
+    expect(revoked.errors).toBeUndefined();
+    await until(async () => (await rawPost(cluster.node(2), { query: '{ viewer { app } }' }, { token: defaultKey })).status === 401, 'the revoked key to be refused on node3');
+  });
+
   it('refuses a node with the wrong cluster key, and logs it', async () => {
     const port = cluster.nodes[0]!.port;
     const intruder = await startNodeProcess({
