@@ -517,7 +517,8 @@ export class Partition {
       { type: 'put', key: this.layout.ccid(entry.ccid), value: entry },
       { type: 'put', key: this.layout.meta, value: next },
     ];
-    if (op === 'DROP') ops.push({ type: 'del', key: this.layout.config });
+    // DROP resets the settings: as a stamped setting, so that replicas agree on which came last.
+    if (op === 'DROP') ops.push({ type: 'put', key: this.layout.config, value: this.defaultConfig({ hlc: entry.hlc, origin: self }) });
     ops.push(...this.listing(op === 'EMPTY'));
     const view = this.changeView(entry, pos);
     this.stage(ops, () => {
@@ -986,7 +987,11 @@ export class Partition {
         ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry, cache: false });
       }
     }
-    if (record.op === 'DROP') ops.push({ type: 'del', key: this.layout.config });
+    if (record.op === 'DROP') {
+      const current = await this.store.get<BucketConfig>(this.layout.config);
+      const stamp = { hlc: record.hlc, origin: record.origin };
+      if (current?.stamp === undefined || compareOrder(current.stamp, stamp) < 0) ops.push({ type: 'put', key: this.layout.config, value: this.defaultConfig(stamp) });
+    }
     const views: ChangeView[] = entry.superseded === true ? [] : [this.changeView(entry, pos)];
     // The survivors, in log order (so each origin's stay in sequence), and their entities.
     const moved: Array<{ pos: number; entry: ChangeEntry }> = [];
@@ -1093,9 +1098,14 @@ export class Partition {
         compacted = start?.cut !== undefined && !dominates(vector, start.cut);
       }
     }
-    for await (const [, entry] of this.store.entries<ChangeEntry | EventEntry>(range)) {
+    // Batches are bounded in bytes too (a message must fit a peer link's frame limit); one record
+    // always goes, and a record is at most an entity or an event's limits.
+    let bytes = 0;
+    for await (const [, raw] of this.store.store.entries(range)) {
+      const entry = JSON.parse(raw) as ChangeEntry | EventEntry;
       if (seqOf(vector, entry.origin) >= entry.seq) continue;
-      if (records.length >= limit) return { records, more: true, compacted };
+      if (records.length >= limit || (records.length > 0 && bytes + raw.length > RECORDS_BYTES_MAX)) return { records, more: true, compacted };
+      bytes += raw.length;
       const { vv: _vv, superseded: _superseded, ...own } = entry as ChangeEntry;
       delete own.local;
       records.push(own);
@@ -1124,7 +1134,11 @@ export class Partition {
 
   async config(): Promise<BucketConfig> {
     const stored = await this.store.get<BucketConfig>(this.layout.config);
-    return stored ?? { conflictMode: 'MERGE', ...this.ctx.retention };
+    return stored ?? this.defaultConfig();
+  }
+
+  private defaultConfig(stamp?: BucketConfig['stamp']): BucketConfig {
+    return { conflictMode: 'MERGE', ...this.ctx.retention, ...(stamp === undefined ? {} : { stamp }) };
   }
 
   async configure(patch: Partial<BucketConfig>, caller: Caller): Promise<BucketConfig> {
@@ -1138,7 +1152,7 @@ export class Partition {
     check(patch.version10Max, 'version10Max', 0, 100_000);
     const { config, previous, barrier } = await this.exclusive(async () => {
       const previous = await this.config();
-      const config: BucketConfig = { ...previous, ...patch };
+      const config: BucketConfig = { ...previous, ...patch, stamp: { hlc: this.ctx.clock.tick(), origin: this.origin } };
       this.stage([{ type: 'put', key: this.layout.config, value: config }]);
       return { config, previous, barrier: this.lastStaged };
     });
@@ -1147,6 +1161,27 @@ export class Partition {
     // remove what the old one kept. The answer waits for it: the new policy is then in force.
     if (config.versionMax < previous.versionMax || config.version10Max < previous.version10Max) await this.sweepRetention();
     return config;
+  }
+
+  /** The settings as stored here (undefined: never set, the defaults apply). */
+  async storedConfig(): Promise<BucketConfig | undefined> {
+    return this.store.get<BucketConfig>(this.layout.config, { durable: true });
+  }
+
+  /** Another replica's settings, kept if they were set later than ours (anti-entropy). */
+  async adoptConfig(config: BucketConfig): Promise<void> {
+    const stamp = config.stamp;
+    if (stamp === undefined || !Number.isSafeInteger(stamp.hlc) || typeof stamp.origin !== 'string') return;
+    const { adopted, previous, barrier } = await this.exclusive(async () => {
+      const current = await this.store.get<BucketConfig>(this.layout.config);
+      if (current?.stamp !== undefined && compareOrder(current.stamp, stamp) >= 0) return { adopted: false, previous: undefined, barrier: this.lastStaged };
+      this.ctx.clock.observe(stamp.hlc);
+      const next: BucketConfig = { conflictMode: config.conflictMode === 'OPTIMISTIC' ? 'OPTIMISTIC' : 'MERGE', versionMax: config.versionMax, version10Max: config.version10Max, stamp };
+      this.stage([{ type: 'put', key: this.layout.config, value: next }]);
+      return { adopted: true, previous: current ?? { conflictMode: 'MERGE' as const, ...this.ctx.retention }, barrier: this.lastStaged };
+    });
+    await barrier;
+    if (adopted && previous !== undefined && (config.versionMax < previous.versionMax || config.version10Max < previous.version10Max)) await this.sweepRetention();
   }
 
   /** Deletes every retained version the current policy no longer keeps. */
@@ -1310,6 +1345,9 @@ interface LogHeads {
   changeVector: VersionVector;
   eventVector: VersionVector;
 }
+
+/** Bytes of records (as stored) per batch for a peer: far below a peer link's frame limit. */
+const RECORDS_BYTES_MAX = 8 * 1024 * 1024;
 
 export interface RecordsSince<T> {
   records: T[];

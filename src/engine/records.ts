@@ -95,6 +95,8 @@ export interface BucketConfig {
   conflictMode: ConflictMode;
   versionMax: number;
   version10Max: number;
+  /** When and where it was set (clock, origin): replicas keep the latest setting. */
+  stamp?: { hlc: number; origin: string };
 }
 
 export interface ChangeView {

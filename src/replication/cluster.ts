@@ -588,12 +588,15 @@ export class Cluster implements Router {
           return await this.answerPull(request);
         case 'vectors': {
           const partitions: Record<string, Vectors> = {};
+          const configs: Record<string, BucketConfig> = {};
           for (const id of request.partitions.slice(0, 100_000)) {
             if (typeof id !== 'string') continue;
             const partition = await this.engine.partitionById(id);
             partitions[id] = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
+            const config = await partition.storedConfig();
+            if (config?.stamp !== undefined) configs[id] = config;
           }
-          return { type: 'allVectors', partitions };
+          return { type: 'allVectors', partitions, configs };
         }
         case 'dirPush':
           if (this.directory === undefined) return { type: 'error', code: ErrorCode.BAD_REQUEST, message: 'no replicated directory' };
@@ -726,6 +729,9 @@ export class Cluster implements Router {
       try {
         const mine = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
         if (!dominates(mine.changes, theirs.changes) || !dominates(mine.events, theirs.events)) await this.pull(node, partition, 0);
+        // Bucket settings: the latest, by stamp, wins everywhere.
+        const config = answer.configs?.[id];
+        if (config !== undefined) await partition.adoptConfig(config);
         const deadline = this.clock.now() + this.options.writeTimeoutMs;
         if (!dominates(theirs.changes, mine.changes)) await this.ensure(node, partition, 'changes', mine.changes, theirs.changes, deadline);
         if (!dominates(theirs.events, mine.events)) await this.ensure(node, partition, 'events', mine.events, theirs.events, deadline);

@@ -51,7 +51,7 @@ export type PeerResponse =
   | { type: 'configured'; config: BucketConfig }
   | { type: 'vectors'; vectors: Vectors }
   | { type: 'records'; changes: ChangeRecord[]; events: EventRecord[]; more: boolean; compacted: boolean; vectors: Vectors }
-  | { type: 'allVectors'; partitions: Record<string, Vectors> }
+  | { type: 'allVectors'; partitions: Record<string, Vectors>; configs?: Record<string, BucketConfig> }
   | { type: 'status'; vectors: Vectors; digest: string; entities: number }
   | { type: 'dirVector'; vector: VersionVector }
   | { type: 'dirRecords'; records: DirectoryRecord[]; more: boolean }

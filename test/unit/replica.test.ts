@@ -236,6 +236,28 @@ describe('replicas of a partition', () => {
     await Promise.all([single.engine.close(), fresh.engine.close()]);
   });
 
+  it('keeps the latest bucket settings on every replica, a DROP resetting them', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const [a, b] = await Promise.all(['n1', 'n2'].map((o) => openReplica(o, clock, 0)));
+    await a!.notes.configure({ versionMax: 5 }, admin);
+    clock.now += 1;
+    await b!.notes.configure({ versionMax: 7 }, admin);
+    // Exchanged both ways, in either order: the later setting wins on both.
+    await a!.notes.adoptConfig((await b!.notes.storedConfig())!);
+    await b!.notes.adoptConfig((await a!.notes.storedConfig())!);
+    expect((await a!.notes.config()).versionMax).toBe(7);
+    expect(await a!.notes.storedConfig()).toEqual(await b!.notes.storedConfig());
+    // A DROP resets them, as a setting of its own time.
+    clock.now += 1;
+    await a!.notes.submitChanges([{ ccid: 'd0', op: 'DROP' }], null, admin);
+    await syncAll([a!.notes, b!.notes]);
+    await b!.notes.adoptConfig((await a!.notes.storedConfig())!);
+    await a!.notes.adoptConfig((await b!.notes.storedConfig())!);
+    expect((await a!.notes.config()).versionMax).toBe(defaultRetention.versionMax);
+    expect(await a!.notes.storedConfig()).toEqual(await b!.notes.storedConfig());
+    await Promise.all([a!.engine.close(), b!.engine.close()]);
+  });
+
   it('concurrent edits of different fields and of one string both survive on every replica', async () => {
     const clock = { now: 1_700_000_000_000 };
     const [a, b] = await Promise.all(['n1', 'n2'].map((o) => openReplica(o, clock, 0)));
