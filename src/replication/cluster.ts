@@ -31,7 +31,7 @@ import { ErrorCode, SyncError, isSyncError } from '../model/errors.js';
 import { dominates, emptyVector, seqOf, type VersionVector } from '../model/version-vector.js';
 import type { ReplicatedDirectoryStore } from './directory-log.js';
 import { Membership } from './membership.js';
-import { isPeerRequest, type CallerSpec, type PeerRequest, type PeerResponse, type Vectors } from './protocol.js';
+import { isPeerRequest, type CallerSpec, type MemberList, type PeerRequest, type PeerResponse, type Vectors } from './protocol.js';
 import { Ring } from './ring.js';
 import type { Router } from './router.js';
 import type { PeerTransport, Timers } from './transport.js';
@@ -251,7 +251,17 @@ export class Cluster implements Router {
     this.membershipChanged();
   }
 
+  /** Called with the member list whenever it changes (the node keeps it on disk). */
+  onMembersChanged: ((members: MemberList) => void) | undefined;
+
+  /** Members remembered from an earlier run: a node restarting while peers are down still knows them. */
+  restoreMembers(members: MemberList): void {
+    const { [this.nodeId]: _self, ...others } = members;
+    if (this.membership.merge(others)) this.membershipChanged();
+  }
+
   private membershipChanged(): void {
+    this.onMembersChanged?.(this.membership.list());
     const before = this.ring.nodes.join(',');
     this.ring = new Ring(this.membership.active());
     const addresses = new Map<string, string>();

@@ -22,6 +22,7 @@ import { localRouter } from '../replication/router.js';
 import { realTimers } from '../replication/transport.js';
 import { WsPeerTransport } from '../replication/ws-transport.js';
 import { ReplicatedDirectoryStore } from '../replication/directory-log.js';
+import type { MemberList } from '../replication/protocol.js';
 import { HybridClock } from '../engine/hlc.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
@@ -442,6 +443,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       peerLog,
     );
     cluster.dialer = (peer) => transport.dial(peer);
+    // The member list survives restarts (written whenever it changes; a lost write only means
+    // relearning it from the peers).
+    const remembered = await store.get(MEMBERS_KEY);
+    if (remembered !== undefined) cluster.restoreMembers(JSON.parse(remembered) as MemberList);
+    let saving = Promise.resolve();
+    cluster.onMembersChanged = (members) => {
+      saving = saving
+        .then(() => store.write([{ type: 'put', key: MEMBERS_KEY, value: JSON.stringify(members) }], { sync: false }))
+        .catch((error: unknown) => peerLog.warn({ err: error }, 'could not save the member list'));
+    };
     if (directoryStore !== undefined) cluster.attachDirectory(directoryStore);
     cluster.start();
     transport.start();
@@ -481,6 +492,9 @@ interface Enveloped {
 }
 
 const TOO_LARGE = Symbol('too large');
+
+/** This node's view of the cluster's members (replication/membership.ts). */
+const MEMBERS_KEY = 'cluster!members';
 
 async function readBody(req: IncomingMessage, bytesMax: number): Promise<Buffer | typeof TOO_LARGE> {
   const declared = Number(req.headers['content-length'] ?? 0);

@@ -4,6 +4,8 @@
  * and it sorts before every character they may contain, so prefix ranges never overlap.
  *
  *   node!id                                   this node's id (origin of the records it accepts)
+ *   cluster!members                           in a cluster: the members this node knows
+ *   dl!, dm!, dv!                             in a cluster: the directory log (replication/directory-log.ts)
  *   auth!...                                  apps and API keys (auth/directory.ts)
  *   r!{app}!b!{bucket}!{owner}                a partition that exists (owner empty: the app's own)
  *   r!{app}!u!{owner}!{bucket}                the same, by owner (to list or delete a user's data)

@@ -1,0 +1,78 @@
+/**
+ * Cluster options from the command line, the environment and a config file (the command line and
+ * the environment win over the file), and the refusal of a bad cluster configuration.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { rawPost } from '../support/client.js';
+import { startCluster, waitForRing } from '../support/cluster.js';
+import { cleanupNodes, startNodeProcess, tempDataDir } from '../support/node-process.js';
+
+afterAll(cleanupNodes);
+
+const BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
+
+async function clusterOf(node: Awaited<ReturnType<typeof startNodeProcess>>) {
+  const result = await rawPost(node, { query: '{ cluster { nodeId replicas writeQuorum nodes { id address self } } }' });
+  expect(result.errors).toBeUndefined();
+  return (result.data as unknown as { cluster: { nodeId: string | null; replicas: number; writeQuorum: number; nodes: Array<{ id: string; address: string; self: boolean }> } }).cluster;
+}
+
+describe('cluster configuration', () => {
+  it('reads a config file, the environment winning over it', async () => {
+    const dir = tempDataDir();
+    const file = join(dir, 'syncgraph.json');
+    writeFileSync(file, JSON.stringify({ nodeId: 'from-file', clusterKey: 'a-cluster-key-from-the-file', advertise: 'node.example:4000', replicas: 2 }));
+    const node = await startNodeProcess({ args: ['--config', file], env: { SYNCGRAPH_NODE_ID: 'from-env' } });
+    const cluster = await clusterOf(node);
+    expect(cluster.nodeId).toBe('from-env');
+    expect(cluster.nodes).toEqual([{ id: 'from-env', address: 'node.example:4000', self: true }]);
+    // N is at most the cluster's size (one node here), W a majority of it.
+    expect(cluster).toMatchObject({ replicas: 1, writeQuorum: 1 });
+    await node.stop();
+  });
+
+  it('answers as a cluster of one when the node runs alone', async () => {
+    const node = await startNodeProcess();
+    expect(await clusterOf(node)).toEqual({ nodeId: null, replicas: 1, writeQuorum: 1, nodes: [] });
+    await node.stop();
+  });
+
+  it('remembers its members: restarted alone with a peer list naming only itself, a node still knows the others', async () => {
+    const cluster = await startCluster({ size: 2 });
+    await cluster.kill(0, 'SIGTERM');
+    await cluster.kill(1, 'SIGTERM');
+    const node = cluster.nodes[1]!;
+    const peers = node.args.indexOf('--peers');
+    node.args = [...node.args.slice(0, peers), '--peers', `127.0.0.1:${node.port}`, ...node.args.slice(peers + 2)];
+    const alone = await cluster.start(1);
+    const view = await clusterOf(alone);
+    expect(view.nodes.map((n) => n.id)).toEqual(['node1', 'node2']);
+    // It rejoins node1 when node1 comes back (node1 dials it from its own peer list).
+    await cluster.start(0);
+    await waitForRing(cluster, 2);
+    await cluster.kill(0, 'SIGTERM');
+    await cluster.kill(1, 'SIGTERM');
+  });
+
+  it('refuses to start with a bad cluster configuration, saying why', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--node-id', 'n1'], /--node-id and --cluster-key/],
+      [['--node-id', 'n1', '--cluster-key', 'short'], /at least 16 characters/],
+      [['--node-id', 'bad id!', '--cluster-key', 'a-long-enough-cluster-key'], /node id/],
+      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--peers', 'nohostport'], /not host:port/],
+      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--replicas', '2', '--write-quorum', '3'], /write quorum/],
+    ];
+    for (const [args, why] of cases) {
+      const child = spawn(process.execPath, [BIN, 'start', '--port', '0', '--data', tempDataDir(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code, args.join(' ')).not.toBe(0);
+      expect(stderr).toMatch(why);
+    }
+  });
+});
