@@ -103,6 +103,76 @@ export function whatLimits(results: Results, config: BenchConfig): string {
         `(${formatRate(c.fillPerSecond)} changes/s here).`,
     );
   }
+  const cSingle = results.cluster?.single;
+  const cThree = results.cluster?.three;
+  if (cThree !== undefined) {
+    const sum = cThree.nodeCpu.reduce((a, b) => a + b, 0);
+    const ratio = cSingle === undefined ? NaN : cThree.perSecond / cSingle.perSecond;
+    // Other processes' CPU during the measurement counts too: the cores are shared with them.
+    const busy = sum + cThree.clientCpu + (Number.isFinite(cThree.otherLoad) ? cThree.otherLoad : 0);
+    parts.push(
+      `Cluster writes: the 3-node cluster acknowledged ${formatRate(cThree.perSecond)} changes/s` +
+        (cSingle === undefined ? '' : ` against ${formatRate(cSingle.perSecond)} for one plain node under the same load (${ratio.toFixed(2)}x)`) +
+        '. The three nodes and the load generator share this machine\'s two cores, so the ratio measures what replication costs, ' +
+        'not what spreading the nodes over machines would give: each change is applied and fsynced by three processes instead of ' +
+        'one (the owner applies it, pushes it to both other replicas and answers once one of them has it durably: W=2), and two ' +
+        'requests in three first reach a node that is not the owner and forward it there over the peer link. ' +
+        `The nodes used ${formatPercent(sum)} of a core together (JavaScript threads ${cThree.nodeMainCpu.map(formatPercent).join(', ')})` +
+        (cSingle === undefined ? '' : ` where the plain node used ${formatPercent(cSingle.nodeCpu[0] ?? NaN)} (JavaScript thread ${formatPercent(cSingle.nodeMainCpu[0] ?? NaN)})`) +
+        `, the bench client ${formatPercent(cThree.clientCpu)}` +
+        (cSingle === undefined
+          ? ''
+          : `; per acknowledged change that is ${formatMs((sum / cThree.perSecond) * 1000)} of node CPU against ${formatMs(((cSingle.nodeCpu[0] ?? NaN) / cSingle.perSecond) * 1000)} ` +
+            `(${(sum / cThree.perSecond / ((cSingle.nodeCpu[0] ?? NaN) / cSingle.perSecond)).toFixed(1)}x, for three copies)`) +
+        (busy >= 1.6
+          ? ': the two cores are close to saturated' +
+            (cThree.otherLoad > 0.1 ? ` (with the other processes' ${formatPercent(cThree.otherLoad)})` : '') +
+            ', so the cluster\'s figure is the machine\'s CPU divided by the work of a change done three times plus forwarding ' +
+            `(round trip p50 ${formatMs(cThree.latency.p50)}${cSingle === undefined ? '' : ` against ${formatMs(cSingle.latency.p50)} on the plain node`}).`
+          : `: the cores are not saturated, so with ${cThree.clients} clients in a closed loop the rate is bounded by each write's serial chain ` +
+            `(forward, apply and fsync on the owner, push, fsync on a replica, answer back): round trip p50 ${formatMs(cThree.latency.p50)}` +
+            (cSingle === undefined ? '' : ` against ${formatMs(cSingle.latency.p50)} on the plain node`) +
+            '.') +
+        ((cSingle?.otherLoad ?? 0) > 0.1 || cThree.otherLoad > 0.1
+          ? ` Other processes used ${formatPercent(cSingle?.otherLoad ?? NaN)} of a core during the 1-node measurement and ${formatPercent(cThree.otherLoad)} ` +
+            'during the 3-node one: those figures, and so their ratio, are skewed by that competition.'
+          : '') +
+        (cThree.unavailable + cThree.unavailableWarmup > 0
+          ? ` ${cThree.unavailable + cThree.unavailableWarmup} writes were answered UNAVAILABLE (fewer than W copies confirmed within the write timeout): under this load a peer's answers came late enough for it to be suspected down.`
+          : ' No write was answered UNAVAILABLE.'),
+    );
+  }
+  const join = results.cluster?.join;
+  if (join !== undefined) {
+    parts.push(
+      `Cluster join: the 4th node listened ${join.listeningSeconds.toFixed(1)} s after its start and every node counted it as an active member at ` +
+        `${join.membersSeconds.toFixed(1)} s; the replicas of all ${join.buckets} buckets agreed at ${join.agreeSeconds.toFixed(1)} s and the last displaced copy was ` +
+        `dropped at ${join.doneSeconds.toFixed(1)} s (${join.gained} buckets, ${join.newNodeEntities.toLocaleString('en-US')} entities, gained the new node; ${join.moved} copies moved off the old nodes). ` +
+        'A join moves data only in the nodes\' background rounds (src/replication/cluster.ts: one anti-entropy and handoff round per node, ' +
+        'started 5 s after the previous one ended, and one at once when the ring changes; in a round, a node compares version vectors with each peer for the partitions they share and pushes ' +
+        'what is missing in requests of 500 records, partition after partition, and hands over the partitions it no longer replicates one at a ' +
+        'time, dropping each copy once every replica holds it). ' +
+        (join.nodesCpu < 1.2
+          ? `The nodes used ${formatPercent(join.nodesCpu)} of a core together during the join, so the time is mostly those rounds' pacing and ` +
+            'their sequential pushes and fsyncs, not CPU.'
+          : `The nodes used ${formatPercent(join.nodesCpu)} of a core together during the join: the two cores, more than the rounds' pacing, bound the transfer.`) +
+        (join.maxPending === 0 && join.moved > 0
+          ? ` \`handoff.pending\` never read above 0 on any node during the join (polled every ~100 ms) although ${join.moved} copies were waiting to be ` +
+            'handed over: a node sets it only at the end of a handoff round, for the partitions that round could not finish, so it reads 0 ' +
+            `before the first round after a ring change. Members, digests and \`pending: 0\` alone were all true at ${join.pendingZeroSeconds.toFixed(1)} s, ` +
+            `when ${join.movedAtPendingZero} of the ${join.gained} displaced copies had been dropped. ` +
+            'The figure therefore also waits until `handoff.moved` has counted every displaced copy.'
+          : '') +
+        ` For scale, loading the ${join.entities.toLocaleString('en-US')} entities (each written to ${join.replicas} replicas) took ${join.loadSeconds.toFixed(1)} s.` +
+        (join.otherLoad > 0.1 || join.otherLoadDuringLoad > 0.1
+          ? ` Other processes used ${formatPercent(join.otherLoadDuringLoad)} of a core during the load and ${formatPercent(join.otherLoad)} during the join: both times are longer for it.`
+          : '') +
+        (join.loadRetries > 0 || join.movedBeforeJoin > 0
+          ? ` During the load ${join.loadRetries} requests were answered UNAVAILABLE (resent with the same ccids) and ${join.movedBeforeJoin} partitions were ` +
+            'handed back by stand-ins: a node was suspected down for a moment while the cores were busy.'
+          : ''),
+    );
+  }
   if ((results.foreignLoad ?? 0) > 0.1) {
     parts.push(
       `Other processes used ${formatPercent(results.foreignLoad ?? NaN)} of a core on average during this run, so every ` +

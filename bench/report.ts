@@ -316,7 +316,7 @@ function details(results: Results): string[] {
         `, ${r.buckets} buckets; round trip ${latencyText(r.latency)}; ` +
         `${r.unavailable} UNAVAILABLE answers measured (${r.unavailableWarmup} in the warm-up)${r.firstUnavailable !== undefined ? `, first: ${r.firstUnavailable}` : ''}; ` +
         (r.nodes > 1 ? `node CPU ${nodes.join(', ')}, together ${formatPercent(sum)} of a core` : `server CPU ${nodes.join('')}`) +
-        `, bench client ${formatPercent(r.clientCpu)}` +
+        `, bench client ${formatPercent(r.clientCpu)}, other processes ${formatPercent(r.otherLoad)}` +
         (r.warnings !== undefined ? `; ${r.warnings.count} warn/error log lines from the nodes${r.warnings.first.length > 0 ? ` (first: ${r.warnings.first.join(' | ')})` : ''}` : '') +
         '.',
     );
@@ -328,13 +328,15 @@ function details(results: Results): string[] {
     out.push(
       `- cluster join: ${j.size} nodes with N=${j.replicas}, W=${j.writeQuorum}; load of ${j.entities.toLocaleString('en-US')} new entities over ${j.buckets} buckets ` +
         `in ${j.batchSize}-change requests from ${j.loadClients} clients dealt over the nodes: ${j.loadSeconds.toFixed(1)} s ` +
-        `(${formatRate(j.entities / j.loadSeconds)} changes/s, ${j.loadRetries} UNAVAILABLE answers resent). From the 4th node's start: ` +
+        `(${formatRate(j.entities / j.loadSeconds)} changes/s, ${j.loadRetries} UNAVAILABLE answers resent with the same ccids` +
+        `${j.loadFirstUnavailable !== undefined ? `, first: ${j.loadFirstUnavailable}` : ''}; ${j.movedBeforeJoin} partitions handed over by stand-ins during the load). From the 4th node's start: ` +
         `listening at ${j.listeningSeconds.toFixed(1)} s, ${j.size + 1} members ACTIVE and up on every node at ${j.membersSeconds.toFixed(1)} s, ` +
-        `every bucket's replicas in agreement (equal digests, all entities) at ${j.agreeSeconds.toFixed(1)} s, handoff done ` +
+        `every bucket's replicas in agreement (equal digests, all entities) at ${j.agreeSeconds.toFixed(1)} s, \`handoff.pending\` 0 on every node ` +
+        `as well at ${j.pendingZeroSeconds.toFixed(1)} s (${j.movedAtPendingZero} displaced copies dropped by then), first displaced copy dropped at ${Number.isNaN(j.firstMovedSeconds) ? 'n/a' : `${j.firstMovedSeconds.toFixed(1)} s`}, handoff done ` +
         `(pending 0 everywhere, ${j.moved} displaced copies dropped: ${Object.entries(j.movedByNode).map(([n, m]) => `${n} ${m}`).join(', ')}) at ${j.doneSeconds.toFixed(1)} s; ` +
         `${j.gained} of ${j.buckets} buckets gained the new node (${j.newNodeEntities.toLocaleString('en-US')} entities now on it); ` +
         `most pending handoffs seen on one node: ${j.maxPending}; nodes' CPU during the join ${formatPercent(j.nodesCpu)} of a core together, ` +
-        `bench client ${formatPercent(j.clientCpu)} (${j.polls} polls); ` +
+        `bench client ${formatPercent(j.clientCpu)} (${j.polls} polls), other processes ${formatPercent(j.otherLoad)} (${formatPercent(j.otherLoadDuringLoad)} during the load); ` +
         `${j.warnings.count} warn/error log lines from the nodes${j.warnings.first.length > 0 ? ` (first: ${j.warnings.first.join(' | ')})` : ''}.`,
     );
   }

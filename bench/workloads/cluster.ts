@@ -12,11 +12,37 @@
  *      every copy that left a preference list has been handed over and dropped (handoff pending
  *      0 on every node, and as many partitions moved as gained the new node).
  */
-import { CpuMeter, Samples, sleep, type LatencySummary } from '../stats.js';
+import { CpuMeter, machineBusySeconds, processCpuSeconds, Samples, sleep, type LatencySummary } from '../stats.js';
 import { dataOf, SUBMIT, type ChangeMaker, type GqlResult } from '../support/gql.js';
 import { HttpGql } from '../support/http-client.js';
 import type { Service } from '../support/services.js';
 import { activeUp, clusterView, replicaStatus, startBenchCluster, type BenchCluster, type ClusterNodeService } from '../support/cluster.js';
+
+// ------------------------------------------------------------------ other load
+
+/**
+ * CPU used on the machine by processes other than this one and `pids` over a span, as a fraction
+ * of one core (ForeignLoadMeter of stats.ts counts only reaped children, not running servers).
+ * Other work (tests, builds) competing during one measurement and not the other skews a ratio.
+ */
+class OtherLoadMeter {
+  private readonly started = performance.now();
+  private readonly busy = machineBusySeconds();
+  private readonly self = process.cpuUsage();
+  private readonly ours: number;
+  constructor(private readonly pids: readonly number[]) {
+    this.ours = this.oursNow();
+  }
+  private oursNow(): number {
+    return this.pids.reduce((sum, pid) => sum + processCpuSeconds(pid), 0);
+  }
+  read(): number {
+    const seconds = (performance.now() - this.started) / 1000;
+    const self = process.cpuUsage(this.self);
+    const used = machineBusySeconds() - this.busy - (self.user + self.system) / 1e6 - (this.oursNow() - this.ours);
+    return Math.max(0, used) / seconds;
+  }
+}
 
 // ------------------------------------------------------------------ answers
 
@@ -78,6 +104,8 @@ export interface ClusterWriteResult {
   nodeCpu: number[];
   nodeMainCpu: number[];
   clientCpu: number;
+  /** CPU of other processes on the machine during the measured span (fraction of one core). */
+  otherLoad: number;
   /** Cluster only: warn/error log lines of the nodes, and the first few. */
   warnings?: { count: number; first: string[] };
 }
@@ -104,8 +132,16 @@ export async function runClusterWrites(targets: readonly Service[], options: Clu
   let failure: unknown;
   let meter: CpuMeter | undefined;
   let cpu: ReturnType<CpuMeter['read']> | undefined;
-  const meterStart = setTimeout(() => (meter = new CpuMeter(pids)), Math.max(0, measureFrom - performance.now()));
-  const meterEnd = setTimeout(() => (cpu = meter?.read()), Math.max(0, end - performance.now()));
+  let other: OtherLoadMeter | undefined;
+  let otherLoad = NaN;
+  const meterStart = setTimeout(() => {
+    meter = new CpuMeter(pids);
+    other = new OtherLoadMeter(pids);
+  }, Math.max(0, measureFrom - performance.now()));
+  const meterEnd = setTimeout(() => {
+    cpu = meter?.read();
+    otherLoad = other?.read() ?? NaN;
+  }, Math.max(0, end - performance.now()));
   let n = 0;
   const client = async (http: HttpGql) => {
     while (failure === undefined) {
@@ -143,6 +179,7 @@ export async function runClusterWrites(targets: readonly Service[], options: Clu
   }
   if (failure !== undefined) throw failure;
   cpu ??= meter?.read();
+  if (Number.isNaN(otherLoad)) otherLoad = other?.read() ?? NaN;
   return {
     nodes: targets.length,
     replicas: 1,
@@ -158,6 +195,7 @@ export async function runClusterWrites(targets: readonly Service[], options: Clu
     nodeCpu: cpu?.others ?? pids.map(() => NaN),
     nodeMainCpu: cpu?.mains ?? pids.map(() => NaN),
     clientCpu: cpu?.self ?? NaN,
+    otherLoad,
   };
 }
 
@@ -208,8 +246,11 @@ export interface JoinResult {
   batchSize: number;
   loadClients: number;
   loadSeconds: number;
-  /** Requests answered UNAVAILABLE during the load (each resent with the same ccids). */
+  /** Requests answered UNAVAILABLE during the load (each resent with the same ccids), and the first answer. */
   loadRetries: number;
+  loadFirstUnavailable?: string;
+  /** Partitions handed over during the load, before the join (a stand-in's, after a member was suspected down). */
+  movedBeforeJoin: number;
   /** From the new node's start: it listens; every node sees every member ACTIVE and up. */
   listeningSeconds: number;
   membersSeconds: number;
@@ -217,9 +258,15 @@ export interface JoinResult {
   agreeSeconds: number;
   /** From the new node's start: the above and every displaced copy handed over (the figure). */
   doneSeconds: number;
+  /** From the new node's start: replicas agreed and every node answered `handoff.pending: 0` (the first such poll). */
+  pendingZeroSeconds: number;
+  /** From the new node's start: the first displaced copy dropped (NaN: none seen by the sampler). */
+  firstMovedSeconds: number;
+  /** Displaced copies dropped by `pendingZeroSeconds`. */
+  movedAtPendingZero: number;
   /** Buckets whose preference list now includes the new node. */
   gained: number;
-  /** handoff.moved summed over the nodes, and per node. */
+  /** handoff.moved during the join, summed over the nodes, and per node. */
   moved: number;
   movedByNode: Record<string, number>;
   /** Entities the new node holds once done (sum of its replicas' counts). */
@@ -229,6 +276,9 @@ export interface JoinResult {
   /** CPU of all the nodes together during the join (fraction of one core), and of the bench process. */
   nodesCpu: number;
   clientCpu: number;
+  /** CPU of other processes on the machine during the load, and during the join (fractions of one core). */
+  otherLoadDuringLoad: number;
+  otherLoad: number;
   polls: number;
   /** Warn/error log lines of the nodes over the whole scenario, and the first few. */
   warnings: { count: number; first: string[] };
@@ -238,12 +288,20 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
   const { log } = options;
   const cluster = await startBenchCluster(options.size, { replicas: options.replicas }, log);
   options.started?.(cluster);
+  const sampling = { on: false };
   try {
     const { writeQuorum } = await clusterView(cluster.nodes[0]!);
     const bucketName = (i: number) => `join-${i}`;
     const expected = new Array<number>(options.buckets).fill(0);
+    const loadOther = new OtherLoadMeter(cluster.nodes.map((n) => n.pid));
     const load = await loadEntities(cluster.nodes, options, bucketName, expected);
+    const otherLoadDuringLoad = loadOther.read();
     log(`loaded ${options.entities} entities over ${options.buckets} buckets in ${load.seconds.toFixed(1)} s (${Math.round(options.entities / load.seconds)}/s, ${load.retries} UNAVAILABLE answers resent)`);
+
+    // Partitions already handed over before the join: stand-ins' handoffs after a node was
+    // (wrongly) suspected during the load. The join's count starts from there.
+    const movedBefore = Object.fromEntries(await Promise.all(cluster.nodes.map(async (n) => [n.nodeId, (await clusterView(n)).handoff.moved] as const)));
+    const movedBeforeJoin = Object.values(movedBefore).reduce((a, b) => a + b, 0);
 
     // The join: from the new node's spawn.
     const t0 = performance.now();
@@ -251,6 +309,7 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
     const joining = await cluster.addNode();
     const listeningSeconds = since();
     const meter = new CpuMeter(cluster.nodes.map((n) => n.pid));
+    const other = new OtherLoadMeter(cluster.nodes.map((n) => n.pid));
     const all = cluster.nodes;
     const size = all.length;
     const deadline = t0 + options.timeoutSeconds * 1000;
@@ -259,6 +318,20 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
     };
     let polls = 0;
     let maxPending = 0;
+    // Alongside the checks below: when the first copy is dropped, and whether `pending` ever shows.
+    let firstMovedSeconds = NaN;
+    let pendingZeroSeconds = NaN;
+    sampling.on = true;
+    const sampler = (async () => {
+      while (sampling.on) {
+        const views = await Promise.all(all.map((n) => clusterView(n).catch(() => undefined)));
+        const now = since();
+        for (const v of views) maxPending = Math.max(maxPending, v?.handoff.pending ?? 0);
+        const moved = views.reduce((sum, v, i) => sum + (v === undefined ? 0 : v.handoff.moved - (movedBefore[all[i]!.nodeId] ?? 0)), 0);
+        if (moved > 0 && Number.isNaN(firstMovedSeconds)) firstMovedSeconds = now;
+        await sleep(100);
+      }
+    })();
 
     // 1. Every node sees every member ACTIVE and up.
     for (;;) {
@@ -301,20 +374,28 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
     //    gained the new node displaced exactly one old replica), so `pending: 0` is not merely a
     //    round that has not run yet.
     let moved = 0;
+    let movedAtPendingZero = 0;
     let movedByNode: Record<string, number> = {};
     for (;;) {
       polls++;
       const views = await Promise.all(all.map((n) => clusterView(n)));
       for (const v of views) maxPending = Math.max(maxPending, v.handoff.pending);
-      movedByNode = Object.fromEntries(views.map((v, i) => [all[i]!.nodeId, v.handoff.moved]));
-      moved = views.reduce((sum, v) => sum + v.handoff.moved, 0);
+      movedByNode = Object.fromEntries(views.map((v, i) => [all[i]!.nodeId, v.handoff.moved - (movedBefore[all[i]!.nodeId] ?? 0)]));
+      moved = Object.values(movedByNode).reduce((a, b) => a + b, 0);
       const pending = views.reduce((sum, v) => sum + v.handoff.pending, 0);
+      if (pending === 0 && Number.isNaN(pendingZeroSeconds)) {
+        pendingZeroSeconds = since();
+        movedAtPendingZero = moved;
+      }
       if (pending === 0 && moved >= gained && views.every((v) => activeUp(v) === size)) break;
       late(`handoff: ${pending} pending, ${moved} of ${gained} moved (${JSON.stringify(movedByNode)})`);
       await sleep(100);
     }
     const doneSeconds = since();
     const cpu = meter.read();
+    const otherLoad = other.read();
+    sampling.on = false;
+    await sampler;
     log(`join: handoff done at ${doneSeconds.toFixed(1)} s: ${moved} partitions moved ${JSON.stringify(movedByNode)}`);
 
     let newNodeEntities = 0;
@@ -329,10 +410,15 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
       loadClients: options.loadClients,
       loadSeconds: load.seconds,
       loadRetries: load.retries,
+      ...(load.firstUnavailable !== undefined ? { loadFirstUnavailable: load.firstUnavailable } : {}),
+      movedBeforeJoin,
       listeningSeconds,
       membersSeconds,
       agreeSeconds,
       doneSeconds,
+      pendingZeroSeconds,
+      firstMovedSeconds,
+      movedAtPendingZero,
       gained,
       moved,
       movedByNode,
@@ -340,10 +426,13 @@ export async function runJoin(options: JoinOptions): Promise<JoinResult> {
       maxPending,
       nodesCpu: cpu.others.reduce((a, b) => a + b, 0),
       clientCpu: cpu.self,
+      otherLoadDuringLoad,
+      otherLoad,
       polls,
       warnings: warningsOf(cluster.nodes),
     };
   } finally {
+    sampling.on = false;
     await cluster.stop();
   }
 }
@@ -354,13 +443,14 @@ async function loadEntities(
   options: JoinOptions,
   bucketName: (i: number) => string,
   expected: number[],
-): Promise<{ seconds: number; retries: number }> {
+): Promise<{ seconds: number; retries: number; firstUnavailable?: string }> {
   const https = nodes.map((n) => new HttpGql(n.graphqlUrl, n.token, Math.ceil(options.loadClients / nodes.length)));
   let remaining = options.entities;
   // Smaller requests when there are too few entities for a full one per bucket: every bucket gets some.
   const perRequest = Math.max(1, Math.min(options.batchSize, Math.ceil(options.entities / options.buckets)));
   let next = 0;
   let retries = 0;
+  let firstUnavailable: string | undefined;
   const started = performance.now();
   try {
     await Promise.all(
@@ -375,6 +465,7 @@ async function loadEntities(
             const answer = classify(await http.execute(SUBMIT, variables), count, attempt > 0);
             if (answer.unavailable === undefined) break;
             retries++;
+            firstUnavailable ??= answer.unavailable;
             if (attempt >= 5) throw new Error(`load: still UNAVAILABLE after ${attempt + 1} attempts: ${answer.unavailable}`);
             await sleep(200);
           }
@@ -385,5 +476,6 @@ async function loadEntities(
   } finally {
     for (const http of https) http.close();
   }
-  return { seconds: (performance.now() - started) / 1000, retries };
+  const seconds = (performance.now() - started) / 1000;
+  return firstUnavailable === undefined ? { seconds, retries } : { seconds, retries, firstUnavailable };
 }

@@ -758,6 +758,8 @@ export class Cluster implements Router {
    * dropped here once all of them hold everything (and no reader here still uses the copy).
    */
   private async handOver(ids: string[]): Promise<void> {
+    // Counted from the start of the round, so that a status query sees the work still ahead.
+    this.handoff.pending = ids.length;
     let pending = 0;
     // What each list member holds of these partitions, in one request per member.
     const members = new Set(ids.flatMap((id) => this.preferenceList(id)).filter((n) => n !== this.nodeId && this.membership.isUp(n)));
@@ -795,6 +797,7 @@ export class Cluster implements Router {
         this.cached.delete(id);
         this.peerVectorsForget(id);
         this.handoff.moved++;
+        this.handoff.pending--;
         this.logger.info({ partition: id, to: list }, 'partition handed over');
       } else pending++;
     }
