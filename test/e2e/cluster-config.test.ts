@@ -7,7 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { rawPost } from '../support/client.js';
+import WebSocket from 'ws';
+import { collect, rawPost, wsClient } from '../support/client.js';
+import { OnChangesDocument } from '../generated/graphql.js';
 import { startCluster, waitForRing } from '../support/cluster.js';
 import { cleanupNodes, startNodeProcess, tempDataDir } from '../support/node-process.js';
 
@@ -56,6 +58,45 @@ describe('cluster configuration', () => {
     await waitForRing(cluster, 2);
     await cluster.kill(0, 'SIGTERM');
     await cluster.kill(1, 'SIGTERM');
+  });
+
+  it('serves a live subscription on a node that holds no replica of the bucket, and answers pings', async () => {
+    // N=1: each bucket lives on one node of three; the other two serve it from a followed copy.
+    const cluster = await startCluster({ size: 3, replicas: 1 });
+    const status = await rawPost(cluster.node(0), { query: '{ replicaStatus(bucket: "live") { nodeId } }' });
+    const [owner] = (status.data as unknown as { replicaStatus: Array<{ nodeId: string }> }).replicaStatus;
+    const others = cluster.nodes.map((n, i) => ({ n, i })).filter(({ n }) => n.nodeId !== owner!.nodeId);
+    const reader = cluster.node(others[0]!.i);
+    const writer = cluster.node(others[1]!.i);
+    const client = wsClient(reader);
+    const feed = collect(client, OnChangesDocument, { bucket: 'live' });
+    const ccids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const ccid = `ab${i}`.padEnd(8, '0');
+      ccids.push(ccid);
+      const result = await rawPost(writer, {
+        query: 'mutation($c: [ChangeInput!]!) { submitChanges(bucket: "live", changes: $c) { error { code } } }',
+        variables: { c: [{ ccid, key: `k${i}`, op: 'MODIFY', data: { i } }] },
+      });
+      expect(result.errors).toBeUndefined();
+    }
+    await feed.until(5);
+    expect(feed.items.map((item) => item.changes.ccid)).toEqual(ccids);
+    feed.stop();
+    await client.dispose();
+    // graphql-ws pings are answered, so a client can tell a frozen node.
+    const socket = new WebSocket(reader.wsUrl, 'graphql-transport-ws');
+    const pong = new Promise<unknown>((resolve) => {
+      socket.on('message', (raw: Buffer) => {
+        const message = JSON.parse(raw.toString()) as { type: string };
+        if (message.type === 'connection_ack') socket.send(JSON.stringify({ type: 'ping' }));
+        if (message.type === 'pong') resolve(message);
+      });
+    });
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${cluster.adminKey}` } })));
+    expect(await pong).toEqual({ type: 'pong' });
+    socket.close();
+    for (let i = 0; i < 3; i++) await cluster.kill(i, 'SIGTERM');
   });
 
   it('refuses to start with a bad cluster configuration, saying why', async () => {

@@ -123,6 +123,10 @@ describe('a three-node cluster', () => {
     await until(async () => acked.size >= 60, '60 acknowledged changes');
     await cluster.kill(ownerIndex, 'SIGKILL');
     killed = true;
+    // The dead replica is still listed, with no digest.
+    const during = await replicas(cluster.running()[0]!, bucket);
+    expect(during.map((r) => r.nodeId).sort()).toEqual(['node1', 'node2', 'node3']);
+    expect(during.find((r) => r.nodeId === owner)).toMatchObject({ up: false, digest: null, lag: null });
     await writers;
     await cluster.start(ownerIndex);
     await converged(cluster, bucket);
