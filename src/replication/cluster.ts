@@ -91,6 +91,21 @@ export interface HandoffProgress {
 
 type Resolved = Required<Omit<ClusterOptions, 'writeQuorum'>> & { writeQuorum: number | undefined };
 
+interface ShipWaiter {
+  target: VersionVector;
+  deadline: number;
+  /** The shipper's answer count when the write registered: only later answers count for it. */
+  after: number;
+  resolve: (ok: boolean) => void;
+}
+
+interface Shipper {
+  waiters: ShipWaiter[];
+  running: boolean;
+  answers: number;
+  known: VersionVector;
+}
+
 /** A peer answered with an error: its word on the request, not a failure to reach it. */
 class RemoteError extends Error {
   constructor(
@@ -389,7 +404,7 @@ export class Cluster implements Router {
     const standIns = live.length >= needed ? [] : this.standIns(id).filter((n) => n !== this.nodeId && this.membership.isUp(n));
     const targets = [...live, ...standIns.slice(0, Math.max(0, needed - live.length))];
     const deadline = this.clock.now() + this.options.writeTimeoutMs;
-    const attempts = targets.map((node) => this.ensure(node, partition, stream, target, hint, deadline));
+    const attempts = targets.map((node) => this.shipTo(node, partition, stream, target, hint, deadline));
     if (needed <= 0) return;
     if (targets.length < needed) {
       throw new SyncError(ErrorCode.UNAVAILABLE, `only ${targets.length + 1} of the ${needed + 1} replicas needed are reachable: the change may have been applied, retry with the same ccid`);
@@ -397,6 +412,80 @@ export class Cluster implements Router {
     const ok = await atLeast(attempts, needed);
     if (!ok) {
       throw new SyncError(ErrorCode.UNAVAILABLE, `fewer than ${needed + 1} replicas confirmed in time: the change may have been applied, retry with the same ccid`);
+    }
+  }
+
+  /**
+   * Replication of a write to one peer, coalesced: while a push to that peer is in flight, the
+   * writes that arrive wait and the next push carries all their records at once (group commit,
+   * across the network). A write counts the peer once an answer received after it registered
+   * shows its records durable there.
+   */
+  private shipTo(node: string, partition: Partition, stream: 'changes' | 'events', target: VersionVector, hint: VersionVector, deadline: number): Promise<boolean> {
+    const key = `${node}|${partition.partition}|${stream}`;
+    let shipper = this.shippers.get(key);
+    if (shipper === undefined) this.shippers.set(key, (shipper = { waiters: [], running: false, answers: 0, known: hint }));
+    const current = shipper;
+    return new Promise<boolean>((resolve) => {
+      current.waiters.push({ target, deadline, after: current.answers, resolve });
+      if (!current.running) void this.ship(key, current, node, partition, stream);
+    });
+  }
+
+  private readonly shippers = new Map<string, Shipper>();
+
+  private async ship(key: string, shipper: Shipper, node: string, partition: Partition, stream: 'changes' | 'events'): Promise<void> {
+    shipper.running = true;
+    const id = partition.partition;
+    const settle = (ok: (w: ShipWaiter) => boolean | undefined) => {
+      shipper.waiters = shipper.waiters.filter((w) => {
+        const result = ok(w);
+        if (result === undefined) return true;
+        w.resolve(result);
+        return false;
+      });
+    };
+    try {
+      for (let round = 0; round < 1000 && shipper.waiters.length > 0; round++) {
+        const now = this.clock.now();
+        settle((w) => (shipper.answers > w.after && dominates(shipper.known, w.target) ? true : now >= w.deadline || this.stopped ? false : undefined));
+        if (shipper.waiters.length === 0) break;
+        const from = this.peerVectors.get(`${node}|${id}`)?.[stream] ?? shipper.known;
+        const batch =
+          stream === 'changes' ? await partition.recordsSince('changes', from, this.options.batchMax) : await partition.recordsSince('events', from, this.options.batchMax);
+        const deadline = Math.max(...shipper.waiters.map((w) => w.deadline));
+        let answer: PeerResponse;
+        try {
+          answer = await this.call(
+            node,
+            {
+              type: 'push',
+              partition: id,
+              changes: stream === 'changes' ? (batch.records as ChangeRecord[]) : [],
+              events: stream === 'events' ? (batch.records as EventRecord[]) : [],
+              compacted: batch.compacted,
+            },
+            Math.max(1, Math.min(deadline - this.clock.now(), this.options.requestTimeoutMs)),
+          );
+        } catch {
+          settle(() => false);
+          break;
+        }
+        if (answer.type !== 'vectors') {
+          settle(() => false);
+          break;
+        }
+        this.remember(node, id, answer.vectors);
+        shipper.known = answer.vectors[stream];
+        shipper.answers++;
+        // Nothing left to send, yet not covered: the target names records we do not hold.
+        if (batch.records.length === 0) settle((w) => (dominates(shipper.known, w.target) ? true : false));
+      }
+      settle(() => false);
+    } finally {
+      shipper.running = false;
+      if (shipper.waiters.length === 0) this.shippers.delete(key);
+      else void this.ship(key, shipper, node, partition, stream);
     }
   }
 
