@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { GraphQLErrorShape } from '../support/client.js';
+import { collect, wsClient, type GraphQLErrorShape } from '../support/client.js';
+import { OnChangesDocument, type OnChangesSubscription, type OnChangesSubscriptionVariables } from '../generated/graphql.js';
 import { Ring } from '../../src/replication/ring.js';
 import { freePorts, startCluster, until, waitForRing, type ClusterNode, type TestCluster } from '../support/cluster.js';
 import { cleanupNodes, startNodeProcess, tempDataDir, type NodeProcess } from '../support/node-process.js';
@@ -149,6 +150,19 @@ async function converged(nodes: NodeProcess[], bucket: string, size = 3, timeout
 }
 
 /** No acknowledged change missing, no ccid listed twice, in each bucket on each of `nodes`. */
+/** Each subscriber's stream is gap-free: it received every change its node lists, each once. */
+async function expectGapFree(subscribers: Array<{ node: NodeProcess; client: ReturnType<typeof wsClient>; feed: ReturnType<typeof collect<OnChangesSubscription, OnChangesSubscriptionVariables>> }>, bucket: string): Promise<void> {
+  for (const { node, client, feed } of subscribers) {
+    const listed = (await allChanges(node, bucket)).map((c) => c.ccid);
+    await until(async () => listed.every((c) => feed.items.some((item) => item.changes.ccid === c)), `the subscriber on port ${node.port} to catch up`);
+    const received = feed.items.map((item) => item.changes.id);
+    expect(new Set(received).size, `the subscriber on port ${node.port} got a record twice`).toBe(received.length);
+    expect(feed.errors).toEqual([]);
+    feed.stop();
+    await client.dispose();
+  }
+}
+
 async function expectEveryAcknowledgedChangeOnce(nodes: NodeProcess[], acked: ReadonlyMap<string, string>, buckets: readonly string[]): Promise<void> {
   for (const bucket of buckets) {
     const expected = [...acked].filter(([, b]) => b === bucket).map(([c]) => c);
@@ -317,6 +331,11 @@ describe('a cluster under faults', () => {
     const victim = cluster.nodes.findIndex((n) => n.nodeId === owner);
     const frozen = cluster.node(victim);
     const others = cluster.running().filter((n) => n !== frozen);
+    // Subscribers on every node, the frozen one included, from the start.
+    const subscribers = cluster.running().map((node) => {
+      const client = wsClient(node);
+      return { node, client, feed: collect(client, OnChangesDocument, { bucket: buckets[0]! }) };
+    });
     const load = startLoad({ writers: 4, buckets, targets: () => cluster.running(), timeoutMs: 2500 });
     await untilAcked(load, 40);
     process.kill(frozen.child.pid!, 'SIGSTOP');
@@ -348,6 +367,7 @@ describe('a cluster under faults', () => {
     }
     await expectEveryAcknowledgedChangeOnce(cluster.running(), load.acked, buckets);
     expect(frozenFor).toBeGreaterThan(2000);
+    await expectGapFree(subscribers, buckets[0]!);
   });
 
   it('keeps acknowledged changes across a partition of one node from the other two, and converges once healed', async () => {
@@ -369,6 +389,11 @@ describe('a cluster under faults', () => {
       );
     }
 
+    // A subscriber on each side of the split, from the start.
+    const subscribers = [0, isolatedIndex].map((i) => {
+      const client = wsClient(cluster.node(i));
+      return { node: cluster.node(i), client, feed: collect(client, OnChangesDocument, { bucket: buckets[0]! }) };
+    });
     const load = startLoad({ writers: 3, buckets, targets: () => majority });
     await untilAcked(load, 30);
     partition(ring, ids, isolatedId);
@@ -425,6 +450,7 @@ describe('a cluster under faults', () => {
     for (const [c, b] of load.acked) acked.set(c, b);
     for (const bucket of buckets) await converged(cluster.running(), bucket);
     await expectEveryAcknowledgedChangeOnce(cluster.running(), acked, buckets);
+    await expectGapFree(subscribers, buckets[0]!);
   });
 
   it('hands partitions over to a fourth node that joins under load, and keeps every acknowledged change', async () => {

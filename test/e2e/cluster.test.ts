@@ -119,6 +119,13 @@ describe('a three-node cluster', () => {
         if (killed && acked.size > 60 + 120) stop = true;
       }
     };
+    // Subscribers on the two nodes that stay up, from the start: each must receive every change
+    // its node ends up with, each once.
+    const survivors = cluster.nodes.map((n, i) => ({ n, i })).filter(({ i }) => i !== ownerIndex);
+    const subscribers = survivors.map(({ i }) => {
+      const client = wsClient(cluster.node(i));
+      return { i, client, feed: collect(client, OnChangesDocument, { bucket }) };
+    });
     const writers = Promise.all([0, 1, 2, 3].map(writer));
     await until(async () => acked.size >= 60, '60 acknowledged changes');
     await cluster.kill(ownerIndex, 'SIGKILL');
@@ -135,6 +142,15 @@ describe('a three-node cluster', () => {
       expect(new Set(ccids).size).toBe(ccids.length);
       const missing = [...acked].filter((c) => !ccids.includes(c));
       expect(missing).toEqual([]);
+    }
+    for (const { i, client, feed } of subscribers) {
+      const listed = (await allChanges(cluster.node(i), bucket)).map((c) => c.ccid);
+      await until(async () => listed.every((c) => feed.items.some((item) => item.changes.ccid === c)), `node${i + 1}'s subscriber to catch up`);
+      const ids = feed.items.map((item) => item.changes.id);
+      expect(new Set(ids).size, `node${i + 1}'s subscriber got a record twice`).toBe(ids.length);
+      expect(feed.errors).toEqual([]);
+      feed.stop();
+      await client.dispose();
     }
   });
 
