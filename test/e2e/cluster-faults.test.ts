@@ -14,8 +14,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { collect, wsClient, type GraphQLErrorShape } from '../support/client.js';
 import { OnChangesDocument, type OnChangesSubscription, type OnChangesSubscriptionVariables } from '../generated/graphql.js';
 import { Ring } from '../../src/replication/ring.js';
-import { freePorts, startCluster, until, waitForRing, type ClusterNode, type TestCluster } from '../support/cluster.js';
-import { cleanupNodes, startNodeProcess, tempDataDir, type NodeProcess } from '../support/node-process.js';
+import { allChanges, freePorts, replicaStatus as replicas, startCluster, until, waitForRing, type ClusterNode, type ReplicaRow, type TestCluster } from '../support/cluster.js';
+import { cleanupNodes, tempDataDir, type NodeProcess } from '../support/node-process.js';
 import { peerHelloNodeId, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 const proxies: TcpProxy[] = [];
@@ -27,18 +27,9 @@ afterAll(async () => {
 const SUBMIT = `mutation($bucket: String!, $changes: [ChangeInput!]!) {
   submitChanges(bucket: $bucket, changes: $changes) { ccid duplicate error { code } change { id version } }
 }`;
-const CHANGES = `query($bucket: String!, $since: Cursor) { changes(bucket: $bucket, since: $since, limit: 1000) { changes { ccid key version } cursor hasMore } }`;
-const REPLICAS = `query($bucket: String!) { replicaStatus(bucket: $bucket) { nodeId up digest entities lag } }`;
 const CLUSTER = `{ cluster { nodeId nodes { id status up } handoff { pending moved } } }`;
 const LEAVE = `mutation($id: ID!) { clusterLeave(nodeId: $id) { nodes { id status } } }`;
 
-interface ReplicaRow {
-  nodeId: string;
-  up: boolean;
-  digest: string | null;
-  entities: number | null;
-  lag: number | null;
-}
 
 interface ClusterView {
   nodeId: string;
@@ -97,9 +88,6 @@ async function submit(node: NodeProcess, bucket: string, change: Change, timeout
   return result.error === null ? { kind: 'acked', duplicate: result.duplicate } : { kind: 'error', code: result.error.code, graphql: false };
 }
 
-async function replicas(node: NodeProcess, bucket: string): Promise<ReplicaRow[]> {
-  return (await data<{ replicaStatus: ReplicaRow[] }>(node, REPLICAS, { bucket })).replicaStatus;
-}
 
 async function clusterView(node: NodeProcess, timeoutMs = 10_000): Promise<ClusterView> {
   const answer = await post(node, CLUSTER, {}, timeoutMs);
@@ -107,18 +95,6 @@ async function clusterView(node: NodeProcess, timeoutMs = 10_000): Promise<Clust
   return (answer.data as { cluster: ClusterView }).cluster;
 }
 
-async function allChanges(node: NodeProcess, bucket: string): Promise<Array<{ ccid: string; key: string; version: number }>> {
-  const out: Array<{ ccid: string; key: string; version: number }> = [];
-  let since: string | null = null;
-  for (;;) {
-    const page: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } = (
-      await data<{ changes: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } }>(node, CHANGES, { bucket, since })
-    ).changes;
-    out.push(...page.changes);
-    since = page.cursor;
-    if (!page.hasMore) return out;
-  }
-}
 
 /** Polls `read` until `ok` holds of what it returns; on a timeout, the error shows the last state read. */
 async function poll<T>(read: () => Promise<T>, ok: (state: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
@@ -274,39 +250,7 @@ async function startProxiedCluster(size: number): Promise<{ cluster: TestCluster
   const ring = await Promise.all(Array.from({ length: size }, (_, i) => startTcpProxy({ targetPort: () => ports[i]!, identify: peerHelloNodeId })));
   proxies.push(...ring);
   ports = await freePorts(size);
-  const adminKey = randomBytes(16).toString('hex');
-  const clusterKey = randomBytes(24).toString('hex');
-  const peers = ring.map((p) => p.address).join(',');
-  const nodes: ClusterNode[] = ports.map((port, i) => ({
-    nodeId: `node${i + 1}`,
-    port,
-    dataDir: tempDataDir(),
-    args: ['--port', String(port), '--node-id', `node${i + 1}`, '--peers', peers, '--advertise', ring[i]!.address, '--cluster-key', clusterKey],
-    process: undefined,
-  }));
-  const cluster: TestCluster = {
-    nodes,
-    adminKey,
-    clusterKey,
-    node(i) {
-      const running = nodes[i]!.process;
-      if (running === undefined) throw new Error(`node${i + 1} is not running`);
-      return running;
-    },
-    async start(i) {
-      const node = nodes[i]!;
-      node.process = await startNodeProcess({ dataDir: node.dataDir, adminKey, args: node.args });
-      return node.process;
-    },
-    async kill(i, signal = 'SIGKILL') {
-      const node = nodes[i]!;
-      await node.process?.stop(signal);
-      node.process = undefined;
-    },
-    running: () => nodes.flatMap((n) => (n.process === undefined ? [] : [n.process])),
-  };
-  await Promise.all(nodes.map((_, i) => cluster.start(i)));
-  await waitForRing(cluster, size);
+  const cluster = await startCluster({ size, ports, peers: () => ring.map((p) => p.address), nodeArgs: (i) => ['--advertise', ring[i]!.address] });
   return { cluster, proxies: ring };
 }
 

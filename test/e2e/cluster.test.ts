@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { collect, rawPost, wsClient } from '../support/client.js';
-import { startCluster, until, type TestCluster } from '../support/cluster.js';
+import { allChanges, replicaStatus as replicas, startCluster, until, type ReplicaRow, type TestCluster } from '../support/cluster.js';
 import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
 import { OnChangesDocument } from '../generated/graphql.js';
 
@@ -16,17 +16,6 @@ afterAll(cleanupNodes);
 const SUBMIT = `mutation($bucket: String!, $changes: [ChangeInput!]!) {
   submitChanges(bucket: $bucket, changes: $changes) { ccid duplicate noop error { code } change { id version cursor } }
 }`;
-const CHANGES = `query($bucket: String!, $since: Cursor) { changes(bucket: $bucket, since: $since, limit: 1000) { changes { ccid key version } cursor hasMore } }`;
-const REPLICAS = `query($bucket: String!) { replicaStatus(bucket: $bucket) { nodeId up digest entities lag } }`;
-
-interface ReplicaRow {
-  nodeId: string;
-  up: boolean;
-  digest: string | null;
-  entities: number | null;
-  lag: number | null;
-}
-
 let seq = 0;
 function ccid(): string {
   return (++seq).toString(16).padStart(12, '0') + Date.now().toString(16);
@@ -36,24 +25,7 @@ async function submit(node: NodeProcess, bucket: string, change: Record<string, 
   return rawPost(node, { query: SUBMIT, variables: { bucket, changes: [change] } });
 }
 
-async function replicas(node: NodeProcess, bucket: string): Promise<ReplicaRow[]> {
-  const result = await rawPost(node, { query: REPLICAS, variables: { bucket } });
-  if (result.errors) throw new Error(JSON.stringify(result.errors));
-  return (result.data as unknown as { replicaStatus: ReplicaRow[] }).replicaStatus;
-}
 
-async function allChanges(node: NodeProcess, bucket: string): Promise<Array<{ ccid: string; key: string; version: number }>> {
-  const out: Array<{ ccid: string; key: string; version: number }> = [];
-  let since: string | null = null;
-  for (;;) {
-    const result = await rawPost(node, { query: CHANGES, variables: { bucket, since } });
-    if (result.errors) throw new Error(JSON.stringify(result.errors));
-    const page = (result.data as unknown as { changes: { changes: Array<{ ccid: string; key: string; version: number }>; cursor: string; hasMore: boolean } }).changes;
-    out.push(...page.changes);
-    since = page.cursor;
-    if (!page.hasMore) return out;
-  }
-}
 
 /** Every replica answers, with one digest and no lag, on every running node's view. */
 async function converged(cluster: TestCluster, bucket: string): Promise<ReplicaRow[]> {

@@ -41,8 +41,18 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-export async function startCluster(options: { size: number; replicas?: number; writeQuorum?: number; args?: string[]; peers?: (ports: number[]) => string[] }): Promise<TestCluster> {
-  const ports = await freePorts(options.size);
+export async function startCluster(options: {
+  size: number;
+  replicas?: number;
+  writeQuorum?: number;
+  args?: string[];
+  peers?: (ports: number[]) => string[];
+  /** Ports picked beforehand (default: free ones now). */
+  ports?: number[];
+  /** Arguments of node i only (e.g. its --advertise). */
+  nodeArgs?: (i: number) => string[];
+}): Promise<TestCluster> {
+  const ports = options.ports ?? (await freePorts(options.size));
   const adminKey = randomBytes(16).toString('hex');
   const clusterKey = randomBytes(24).toString('hex');
   const peers = (options.peers?.(ports) ?? ports.map((p) => `127.0.0.1:${p}`)).join(',');
@@ -58,6 +68,7 @@ export async function startCluster(options: { size: number; replicas?: number; w
       ...(options.replicas !== undefined ? ['--replicas', String(options.replicas)] : []),
       ...(options.writeQuorum !== undefined ? ['--write-quorum', String(options.writeQuorum)] : []),
       ...(options.args ?? []),
+      ...(options.nodeArgs?.(i) ?? []),
     ],
     process: undefined,
   }));
@@ -106,5 +117,43 @@ export async function until(check: () => Promise<boolean>, what: string, timeout
     if (await check().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export interface ReplicaRow {
+  nodeId: string;
+  up: boolean;
+  digest: string | null;
+  entities: number | null;
+  lag: number | null;
+}
+
+export interface ListedChange {
+  ccid: string;
+  key: string;
+  version: number;
+}
+
+const REPLICAS = `query($bucket: String!) { replicaStatus(bucket: $bucket) { nodeId up digest entities lag } }`;
+const CHANGES = `query($bucket: String!, $since: Cursor) { changes(bucket: $bucket, since: $since, limit: 1000) { changes { ccid key version } cursor hasMore } }`;
+
+/** `replicaStatus(bucket)` as `node` sees it (admin key). */
+export async function replicaStatus(node: NodeProcess, bucket: string): Promise<ReplicaRow[]> {
+  const result = await rawPost(node, { query: REPLICAS, variables: { bucket } });
+  if (result.errors) throw new Error(JSON.stringify(result.errors));
+  return (result.data as unknown as { replicaStatus: ReplicaRow[] }).replicaStatus;
+}
+
+/** Every change `node` lists for `bucket`, from the start, page after page. */
+export async function allChanges(node: NodeProcess, bucket: string): Promise<ListedChange[]> {
+  const out: ListedChange[] = [];
+  let since: string | null = null;
+  for (;;) {
+    const result = await rawPost(node, { query: CHANGES, variables: { bucket, since } });
+    if (result.errors) throw new Error(JSON.stringify(result.errors));
+    const page = (result.data as unknown as { changes: { changes: ListedChange[]; cursor: string; hasMore: boolean } }).changes;
+    out.push(...page.changes);
+    since = page.cursor;
+    if (!page.hasMore) return out;
   }
 }
