@@ -703,33 +703,31 @@ export class Partition {
    * Durable change views from log position `fromPos`, at most `limit`, skipping superseded
    * entries and those `skip` refuses (reading on until `limit` are found or the log ends).
    */
-  async readChangeRecords(fromPos: number, limit: number, skip?: (view: ChangeView) => boolean): Promise<ChangeView[]> {
-    const out: ChangeView[] = [];
-    let pos = Math.max(1, fromPos);
-    for (;;) {
-      const wanted = limit - out.length;
-      const page = await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(pos), limit: wanted });
-      for (const [key, entry] of page) {
-        pos = PartitionLayout.seqOfKey(key) + 1;
-        if (entry.superseded === true) continue;
-        const view = this.changeView(entry, pos - 1);
-        if (skip === undefined || !skip(view)) out.push(view);
-      }
-      if (page.length < wanted || out.length >= limit) return out;
-    }
+  readChangeRecords(fromPos: number, limit: number, skip?: (view: ChangeView) => boolean): Promise<ChangeView[]> {
+    return this.readLog((pos) => this.layout.changesFrom(pos), (entry: ChangeEntry, pos) => this.changeView(entry, pos), fromPos, limit, skip);
   }
 
-  async readEventRecords(fromPos: number, limit: number, skip?: (view: EventView) => boolean): Promise<EventView[]> {
-    const out: EventView[] = [];
+  readEventRecords(fromPos: number, limit: number, skip?: (view: EventView) => boolean): Promise<EventView[]> {
+    return this.readLog((pos) => this.layout.eventsFrom(pos), (entry: EventEntry, pos) => this.eventView(entry, pos), fromPos, limit, skip);
+  }
+
+  private async readLog<E extends { superseded?: true }, V>(
+    rangeFrom: (pos: number) => { gte: string; lt: string },
+    view: (entry: E, pos: number) => V,
+    fromPos: number,
+    limit: number,
+    skip: ((view: V) => boolean) | undefined,
+  ): Promise<V[]> {
+    const out: V[] = [];
     let pos = Math.max(1, fromPos);
     for (;;) {
       const wanted = limit - out.length;
-      const page = await this.store.page<EventEntry>({ ...this.layout.eventsFrom(pos), limit: wanted });
+      const page = await this.store.page<E>({ ...rangeFrom(pos), limit: wanted });
       for (const [key, entry] of page) {
         pos = PartitionLayout.seqOfKey(key) + 1;
         if (entry.superseded === true) continue;
-        const view = this.eventView(entry, pos - 1);
-        if (skip === undefined || !skip(view)) out.push(view);
+        const made = view(entry, pos - 1);
+        if (skip === undefined || !skip(made)) out.push(made);
       }
       if (page.length < wanted || out.length >= limit) return out;
     }
