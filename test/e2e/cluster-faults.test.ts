@@ -397,6 +397,43 @@ describe('a cluster under faults', () => {
     await expectGapFree(subscribers, buckets[0]!);
   });
 
+  it('takes writes on stand-ins while two of a bucket\'s three replicas are down, and hands them back (hinted handoff)', async () => {
+    const cluster = await startCluster({ size: 5 });
+    const bucket = 'hinted';
+    const list = (await replicas(cluster.node(0), bucket)).map((r) => r.nodeId);
+    expect(list).toHaveLength(3);
+    const down = list.slice(0, 2).map((id) => cluster.nodes.findIndex((n) => n.nodeId === id));
+    const standIns = cluster.nodes.map((n, i) => ({ n, i })).filter(({ n }) => !list.includes(n.nodeId));
+    for (const i of down) await cluster.kill(i, 'SIGKILL');
+    // Three of five nodes are up: the write goes to the one list member left, which reaches W = 2
+    // with a stand-in (a node outside the list) until the others return.
+    const load = startLoad({ writers: 2, buckets: [bucket], targets: () => cluster.running() });
+    await untilAcked(load, 40);
+    await load.stop();
+    // A stand-in holds the bucket, waiting to hand it back (its next handoff round counts it).
+    await until(async () => {
+      const views = await Promise.all(standIns.map(({ i }) => clusterView(cluster.node(i))));
+      return views.some((view) => view.handoff.pending > 0);
+    }, 'a stand-in to hold the bucket for the list members that are down');
+    for (const i of down) await cluster.start(i);
+    await waitForRing(cluster, 5);
+    // Back on the list members, and dropped by the stand-ins.
+    await until(async () => {
+      for (const { i } of standIns) {
+        const view = await clusterView(cluster.node(i));
+        if (view.handoff.pending > 0) return false;
+      }
+      return true;
+    }, 'the stand-ins to hand the bucket back');
+    const rows = await converged(cluster.running(), bucket);
+    expect(rows.map((r) => r.nodeId).sort()).toEqual([...list].sort());
+    await expectEveryAcknowledgedChangeOnce(
+      list.map((id) => cluster.node(cluster.nodes.findIndex((n) => n.nodeId === id))),
+      load.acked,
+      [bucket],
+    );
+  });
+
   it('hands partitions over to a fourth node that joins under load, and keeps every acknowledged change', async () => {
     const cluster = await startCluster({ size: 3 });
     const buckets = ['join-a', 'join-b', 'join-c', 'join-d', 'join-e', 'join-f'];
