@@ -71,6 +71,7 @@ async function scenario(seed: number): Promise<void> {
           if (Array.isArray(result) && result[0]!.error === null) {
             // A no-op (the change altered nothing) leaves no record to find later.
             if (result[0]!.noop) break;
+            outcome.acked.get(bucket)!.add(ccid);
             if (process.env.SIM_DEBUG) console.log(time.now() - chaosEnd, 'ack', bucket, ccid, 'via', node.id, result[0]!.change?.origin, result[0]!.change?.originSeq, result[0]!.duplicate, world.nodes[0]!.cluster.preferenceList(`app/${bucket}`));
             break;
           }
@@ -180,6 +181,8 @@ async function scenario(seed: number): Promise<void> {
     debug('round', i);
   }
 
+  // The checks below must have something to check.
+  expect([...outcome.acked.values()].reduce((n, set) => n + set.size, 0), `seed ${seed}: nothing acknowledged`).toBeGreaterThan(10);
   for (const bucket of BUCKETS) {
     debug('check', bucket);
     const id = `app/${bucket}`;
