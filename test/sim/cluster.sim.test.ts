@@ -80,6 +80,33 @@ async function scenario(seed: number): Promise<void> {
         await sleep(200 + rng.int(800));
       }
       await sleep(rng.int(1500));
+      if (rng.chance(0.3)) await pushEvent(c * 16 + k);
+    }
+  };
+
+  // Events too: each pushed until acknowledged (a repeated uuid is stored once).
+  const ackedEvents = new Map(BUCKETS.map((b) => [b, new Set<string>()]));
+  const pushEvent = async (n: number) => {
+    const bucket = rng.pick(BUCKETS);
+    const uuid = `018b0000-0000-7000-8000-${(seed * 256 + n).toString(16).padStart(12, '0')}`;
+    const event = { uuid, timestamp: String(0x018b00000000), user: 'u', item: 'i', action: 'a', payload: JSON.stringify({ n }) };
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const nodes = running();
+      if (nodes.length > 0) {
+        const node = rng.pick(nodes);
+        const result = await timed(
+          node.engine.partition('app', bucket).then((p) => node.cluster.pushEvents(p, [event], null, null)),
+          8000,
+        ).catch((error: unknown) => ({ error }));
+        if (typeof result === 'object' && result !== null && 'accepted' in result && result.accepted.length === 1) {
+          ackedEvents.get(bucket)!.add(uuid);
+          return;
+        }
+        if (typeof result === 'object' && result !== null && 'rejected' in result && result.rejected.length > 0) {
+          throw new Error(`event refused: ${JSON.stringify(result.rejected)}`);
+        }
+      }
+      await sleep(200 + rng.int(800));
     }
   };
 
@@ -199,6 +226,8 @@ async function scenario(seed: number): Promise<void> {
       }
     }
     for (const state of states.slice(1)) expect(state, `seed ${seed}: replicas of ${id} differ`).toEqual(states[0]);
+    const eventVectors = replicas.map((p) => p.vectorOf('events'));
+    for (const vector of eventVectors.slice(1)) expect(vector, `seed ${seed}: event logs of ${id} differ`).toEqual(eventVectors[0]);
     for (const partition of replicas) {
       const ccids: string[] = [];
       let since: string | null = null;
@@ -209,6 +238,9 @@ async function scenario(seed: number): Promise<void> {
         if (!page.hasMore) break;
       }
       expect(new Set(ccids).size, `seed ${seed}: a ccid listed twice in ${id}`).toBe(ccids.length);
+      const uuids = (await partition.events(null, 1000)).events.map((e) => e.uuid);
+      expect(new Set(uuids).size, `seed ${seed}: an event listed twice in ${id}`).toBe(uuids.length);
+      for (const uuid of ackedEvents.get(bucket)!) expect(uuids, `seed ${seed}: acknowledged event ${uuid} lost from ${id}`).toContain(uuid);
       for (const ccid of outcome.acked.get(bucket)!) expect(ccids, `seed ${seed}: acknowledged ${ccid} lost from ${id}`).toContain(ccid);
     }
   }

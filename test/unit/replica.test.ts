@@ -106,6 +106,7 @@ describe('replicas of a partition', () => {
         const replicas = nodes.map((n) => n.notes);
         const meaning = new Map<number, ReturnType<typeof changeFor>>();
         const acknowledged = new Set<string>();
+        const pushedEvents = new Set<string>();
         try {
           for (const step of steps) {
             switch (step.kind) {
@@ -122,8 +123,10 @@ describe('replicas of a partition', () => {
                 break;
               }
               case 'event': {
-                const uuid = `0190b000-0000-7000-8000-${step.n.toString().padStart(12, '0')}`;
-                await replicas[step.at]!.pushEvents([{ uuid, timestamp: '2024-01-01T00:00:00Z', user: 'u', item: 'i', action: 'a', payload: '' }], null);
+                const uuid = `018b0000-0000-7000-8000-${step.n.toString().padStart(12, '0')}`;
+                const pushed = await replicas[step.at]!.pushEvents([{ uuid, timestamp: String(0x018b00000000), user: 'u', item: 'i', action: 'a', payload: '{}' }], null);
+                expect(pushed.rejected).toEqual([]);
+                pushedEvents.add(uuid);
                 break;
               }
               case 'empty': {
@@ -192,6 +195,7 @@ describe('replicas of a partition', () => {
             }
           }
           const events = await Promise.all(replicas.map(async (r) => (await r.events(null, 1000)).events.map((e) => e.uuid).sort()));
+          expect(events[0]).toEqual([...pushedEvents].sort());
           expect(events[1]).toEqual(events[0]);
           expect(events[2]).toEqual(events[0]);
         } finally {
