@@ -430,20 +430,7 @@ export class Partition {
     const self = this.origin;
     // Made on the entity as it is here: after its last record in the total order.
     if (current?.hlc !== undefined) this.ctx.clock.observe(current.hlc);
-    const pos = ++this.changePos;
-    const seq = seqOf(this.changeVector, self) + 1;
-    const vector = advance(this.changeVector, self, seq);
-    this.changeVector = vector;
-    const entry: ChangeEntry = {
-      id: this.ctx.newId(),
-      ...fields,
-      origin: self,
-      seq,
-      at: this.ctx.now(),
-      hlc: this.ctx.clock.tick(),
-      deps: current?.heads ?? [],
-    };
-    if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
+    const { pos, seq, vector, entry } = this.ownEntry({ ...fields, deps: current?.heads ?? [] });
     const state: EntityState = {
       version: fields.version,
       data: fields.data,
@@ -467,6 +454,21 @@ export class Partition {
     return { ccid: fields.ccid, change: view, error: null, duplicate: false, noop: false, entity: this.entityView(key, state) };
   }
 
+  /**
+   * The next entry of this copy's own origin: its log position, sequence number and clock, and
+   * the staged vector after it.
+   */
+  private ownEntry(fields: Omit<ChangeRecord, 'id' | 'origin' | 'seq' | 'at' | 'hlc'>): { pos: number; seq: number; vector: VersionVector; entry: ChangeEntry } {
+    const self = this.origin;
+    const pos = ++this.changePos;
+    const seq = seqOf(this.changeVector, self) + 1;
+    const vector = advance(this.changeVector, self, seq);
+    this.changeVector = vector;
+    const entry: ChangeEntry = { id: this.ctx.newId(), ...fields, origin: self, seq, at: this.ctx.now(), hlc: this.ctx.clock.tick() };
+    if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
+    return { pos, seq, vector, entry };
+  }
+
   /** The writes that make `state` an entity's current state, and its retained versions. */
   private entityWrites(meta: PartitionMeta, config: BucketConfig, key: string, previousVersion: number, state: EntityState): StagedOp[] {
     return [
@@ -482,26 +484,8 @@ export class Partition {
   /** EMPTY and DROP: one small write that moves entities to a new generation. */
   private async clear(meta: PartitionMeta, op: 'EMPTY' | 'DROP', base: RecordBase): Promise<ChangeOutcome> {
     const self = this.origin;
-    const pos = ++this.changePos;
-    const seq = seqOf(this.changeVector, self) + 1;
     const cut = this.changeVector;
-    const vector = advance(cut, self, seq);
-    this.changeVector = vector;
-    const entry: ChangeEntry = {
-      id: this.ctx.newId(),
-      ...base,
-      key: null,
-      op,
-      version: null,
-      diff: null,
-      data: null,
-      origin: self,
-      seq,
-      at: this.ctx.now(),
-      hlc: this.ctx.clock.tick(),
-      cut,
-    };
-    if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
+    const { pos, vector, entry } = this.ownEntry({ ...base, key: null, op, version: null, diff: null, data: null, cut });
     const next: PartitionMeta = {
       ...meta,
       gen: meta.gen + 1,

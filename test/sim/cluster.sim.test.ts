@@ -11,7 +11,7 @@
  * more; `SIM_SEED=1234` replays one seed.
  */
 import { describe, expect, it } from 'vitest';
-import type { ChangeInput } from '../../src/engine/partition.js';
+import type { ChangeInput, Partition } from '../../src/engine/partition.js';
 import { World, type SimNode } from './world.js';
 
 const admin = { admin: true };
@@ -54,31 +54,43 @@ async function scenario(seed: number): Promise<void> {
   const outcome: Outcome = { seed, acked: new Map(BUCKETS.map((b) => [b, new Set<string>()])) };
   const chaosEnd = time.now() + 20_000;
 
+  /**
+   * Sends a request through random running nodes until `acknowledged` says it was (the same
+   * request each time: same ccid, same uuid), pausing between attempts. A node that crashes or
+   * stalls mid-request costs a timeout.
+   */
+  const untilAcknowledged = async <T>(bucket: string, send: (partition: Partition, node: SimNode) => Promise<T>, acknowledged: (result: T, node: SimNode) => boolean) => {
+    for (;;) {
+      const nodes = running();
+      if (nodes.length > 0) {
+        const node = rng.pick(nodes);
+        const result = await timed(
+          node.engine.partition('app', bucket).then((p) => send(p, node)),
+          8000,
+        ).catch(() => TIMEOUT);
+        if (result !== TIMEOUT && acknowledged(result as T, node)) return;
+      }
+      await sleep(200 + rng.int(800));
+    }
+  };
+
   // Clients: each change retried (same ccid) on other nodes until acknowledged.
   const client = async (c: number) => {
     for (let k = 0; k < 8; k++) {
       const bucket = rng.pick(BUCKETS);
       const ccid = (seed * 64 + c * 16 + k).toString(16).padStart(10, '0');
       const change: ChangeInput = { ccid, key: rng.pick(KEYS), op: 'MODIFY', diff: { [`f${rng.int(3)}`]: { o: '+', v: rng.int(1000) } } };
-      for (let attempt = 0; ; attempt++) {
-        const nodes = running();
-        if (nodes.length > 0) {
-          const node = rng.pick(nodes);
-          const result = await timed(
-            node.engine.partition('app', bucket).then((p) => node.cluster.submitChanges(p, [change], null, admin)),
-            8000,
-          ).catch((error: unknown) => ({ error }));
-          if (Array.isArray(result) && result[0]!.error === null) {
-            // A no-op (the change altered nothing) leaves no record to find later.
-            if (result[0]!.noop) break;
-            outcome.acked.get(bucket)!.add(ccid);
-            if (process.env.SIM_DEBUG) console.log(time.now() - chaosEnd, 'ack', bucket, ccid, 'via', node.id, result[0]!.change?.origin, result[0]!.change?.originSeq, result[0]!.duplicate, world.nodes[0]!.cluster.preferenceList(`app/${bucket}`));
-            break;
-          }
-          if (Array.isArray(result)) throw new Error(`change refused: ${JSON.stringify(result[0]!.error)}`);
-        }
-        await sleep(200 + rng.int(800));
-      }
+      await untilAcknowledged(
+        bucket,
+        (partition, node) => node.cluster.submitChanges(partition, [change], null, admin),
+        ([result], node) => {
+          if (result!.error !== null) throw new Error(`change refused: ${JSON.stringify(result!.error)}`);
+          // A no-op (the change altered nothing) leaves no record to find later.
+          if (!result!.noop) outcome.acked.get(bucket)!.add(ccid);
+          if (process.env.SIM_DEBUG) console.log(time.now() - chaosEnd, 'ack', bucket, ccid, 'via', node.id, result!.change?.origin, result!.change?.originSeq, result!.duplicate);
+          return true;
+        },
+      );
       await sleep(rng.int(1500));
       if (rng.chance(0.3)) await pushEvent(c * 16 + k);
     }
@@ -90,24 +102,15 @@ async function scenario(seed: number): Promise<void> {
     const bucket = rng.pick(BUCKETS);
     const uuid = `018b0000-0000-7000-8000-${(seed * 256 + n).toString(16).padStart(12, '0')}`;
     const event = { uuid, timestamp: String(0x018b00000000), user: 'u', item: 'i', action: 'a', payload: JSON.stringify({ n }) };
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const nodes = running();
-      if (nodes.length > 0) {
-        const node = rng.pick(nodes);
-        const result = await timed(
-          node.engine.partition('app', bucket).then((p) => node.cluster.pushEvents(p, [event], null, null)),
-          8000,
-        ).catch((error: unknown) => ({ error }));
-        if (typeof result === 'object' && result !== null && 'accepted' in result && result.accepted.length === 1) {
-          ackedEvents.get(bucket)!.add(uuid);
-          return;
-        }
-        if (typeof result === 'object' && result !== null && 'rejected' in result && result.rejected.length > 0) {
-          throw new Error(`event refused: ${JSON.stringify(result.rejected)}`);
-        }
-      }
-      await sleep(200 + rng.int(800));
-    }
+    await untilAcknowledged(
+      bucket,
+      (partition, node) => node.cluster.pushEvents(partition, [event], null, null),
+      (result) => {
+        if (result.rejected.length > 0) throw new Error(`event refused: ${JSON.stringify(result.rejected)}`);
+        ackedEvents.get(bucket)!.add(uuid);
+        return true;
+      },
+    );
   };
 
   // A reader of one bucket that moves between nodes with its cursor.
