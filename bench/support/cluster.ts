@@ -5,7 +5,7 @@
  * temporary data directory registered with services.ts (removed on any exit). The children are
  * killed on any exit of the bench too (see `installCleanup`, whose signal handlers exit).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -13,15 +13,8 @@ import { NODE_BIN } from '../config.js';
 import { sleep } from '../stats.js';
 import { dataOf, type GqlResult } from './gql.js';
 import { HttpGql } from './http-client.js';
-import { tempDir, type Service } from './services.js';
+import { installCleanup, supervise, tempDir, type Service } from './services.js';
 
-const children = new Set<ChildProcess>();
-let exitHook = false;
-
-function killChildrenSync(): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.clear();
-}
 
 /** Free TCP ports of 127.0.0.1 (bound, read, released). */
 export async function freePorts(n: number): Promise<number[]> {
@@ -70,10 +63,7 @@ export interface BenchCluster {
 
 /** Starts `size` nodes that list each other as peers; resolves once every node sees all of them ACTIVE and up. */
 export async function startBenchCluster(size: number, settings: ClusterSettings, log: (line: string) => void): Promise<BenchCluster> {
-  if (!exitHook) {
-    exitHook = true;
-    process.on('exit', killChildrenSync);
-  }
+  installCleanup();
   const adminKey = randomBytes(16).toString('hex');
   const clusterKey = randomBytes(24).toString('hex');
   const ports = await freePorts(size);
@@ -135,22 +125,9 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
   // No SYNCGRAPH_* settings from the environment: the command line says everything.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SYNCGRAPH_')));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  children.add(child);
   const name = `cluster ${spec.nodeId}`;
-  const lines: string[] = [];
-  const keep = (line: string) => {
-    lines.push(line);
-    if (lines.length > 60) lines.shift();
-  };
+  const { keep, tail, exited } = supervise(child, 60);
   createInterface({ input: child.stderr! }).on('line', (line) => keep(`stderr: ${line}`));
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      keep(`exited: code ${code} signal ${signal}`);
-      resolve();
-    }),
-  );
-  const tail = () => lines.join('\n');
   let warnCount = 0;
   const firstWarnings: string[] = [];
   const graphqlUrl = await new Promise<string>((resolve, reject) => {

@@ -84,19 +84,17 @@ interface SpawnOptions {
   timeoutMs?: number;
 }
 
-async function spawnService(options: SpawnOptions): Promise<Service> {
-  const child = spawn(process.execPath, options.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+/**
+ * Watches a server child process: registered for cleanup on any exit, its last `tailLines` lines of
+ * output kept (for error messages), and a promise of its exit.
+ */
+export function supervise(child: ChildProcess, tailLines: number): { keep: (line: string) => void; tail: () => string; exited: Promise<void> } {
   children.add(child);
   const lines: string[] = [];
   const keep = (line: string) => {
     lines.push(line);
-    if (lines.length > 40) lines.shift();
+    if (lines.length > tailLines) lines.shift();
   };
-  let inspectorUrl: string | undefined;
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    inspectorUrl ??= inspectorUrlIn(line);
-    keep(`stderr: ${line}`);
-  });
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
       children.delete(child);
@@ -104,7 +102,17 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
       resolve();
     }),
   );
-  const tail = () => lines.join('\n');
+  return { keep, tail: () => lines.join('\n'), exited };
+}
+
+async function spawnService(options: SpawnOptions): Promise<Service> {
+  const child = spawn(process.execPath, options.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  const { keep, tail, exited } = supervise(child, 40);
+  let inspectorUrl: string | undefined;
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    inspectorUrl ??= inspectorUrlIn(line);
+    keep(`stderr: ${line}`);
+  });
   const graphqlUrl = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${options.name} did not start in time:\n${tail()}`)), options.timeoutMs ?? 20_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
