@@ -20,7 +20,7 @@ import {
   transform,
   type ObjectDiff,
 } from '../model/jsondiff.js';
-import { normaliseCcid, validateCcid, validateClientId, validateEntityKey } from '../model/names.js';
+import { normaliseCcid, validateCcid, validateClientId, validateEntityKey, validateKeyPrefix } from '../model/names.js';
 import { isRetained, versionsToPrune, type RetentionPolicy } from '../model/retention.js';
 import type { Limits } from '../options.js';
 import { advance, dominates, emptyVector, merge, seqOf, type VersionVector } from '../model/version-vector.js';
@@ -620,13 +620,23 @@ export class Partition {
 
   // ---------------------------------------------------------------- reads (durable state only)
 
-  async changes(since: string | null, limit: number | null): Promise<ChangePage> {
+  /**
+   * A page of changes after `since`. `keep` leaves changes out (selective sync, the ACL) without
+   * shortening the page; when the log ends, the cursor moves past what was left out too, so that
+   * a reader of a few keys does not scan the same records again next time.
+   */
+  async changes(since: string | null, limit: number | null, keep?: (view: ChangeView) => boolean): Promise<ChangePage> {
     const size = this.pageSize(limit);
     const resume = await this.resume(since, 'changes');
-    const views = await this.readChangeRecords(resume.fromPos, size + 1, (view) => covers(resume, view));
+    let scanned: ChangeView | undefined;
+    const views = await this.readChangeRecords(resume.fromPos, size + 1, (view) => {
+      scanned = view;
+      return covers(resume, view) || keep?.(view) === false;
+    });
     const changes = views.slice(0, size);
-    const last = changes.at(-1);
-    return { changes, hasMore: views.length > size, cursor: last === undefined ? (since ?? this.cursorOf('changes', emptyVector)) : cursorFor(resume, last) };
+    const hasMore = views.length > size;
+    const last = hasMore ? changes.at(-1) : scanned;
+    return { changes, hasMore, cursor: last === undefined ? (since ?? this.cursorOf('changes', emptyVector)) : cursorFor(resume, last) };
   }
 
   async events(since: string | null, limit: number | null): Promise<EventPage> {
@@ -738,13 +748,14 @@ export class Partition {
     return state === undefined ? null : this.entityView(key, state);
   }
 
-  async entities(first: number | null, after: string | null, includeDeleted: boolean): Promise<EntityView[]> {
+  async entities(first: number | null, after: string | null, includeDeleted: boolean, keyPrefix = ''): Promise<EntityView[]> {
     if (after !== null) validateEntityKey(after, 'after');
+    validateKeyPrefix(keyPrefix);
     const limit = this.pageSize(first);
     const meta = await this.durableMeta();
     const out: EntityView[] = [];
-    const range = this.layout.entities(meta.gen, after ?? undefined);
-    const prefixLength = range.lt.length; // the key follows the prefix (prefixEnd keeps its length)
+    const range = this.layout.entities(meta.gen, after ?? undefined, keyPrefix);
+    const prefixLength = this.layout.entityKeyOffset(meta.gen);
     for await (const [dbKey, state] of this.store.entries<EntityState>(includeDeleted ? { ...range, limit } : range)) {
       if (!includeDeleted && state.deleted) continue;
       out.push(this.entityView(dbKey.slice(prefixLength), state));

@@ -26,6 +26,11 @@ export function validateEntityKey(value: string, field = 'key'): void {
   if (!ENTITY_KEY.test(value)) throw invalidInput(`${field} must be 1 to 256 of a-z A-Z 0-9 . _ - % @`);
 }
 
+/** A prefix of entity keys (selective sync): empty, or what could start a valid key. */
+export function validateKeyPrefix(value: string, field = 'keyPrefix'): void {
+  if (value !== '') validateEntityKey(value, field);
+}
+
 export function validateCcid(value: string, field = 'ccid'): void {
   if (!CCID_HEX.test(value) && !CCID_UUID.test(value)) {
     throw invalidInput(`${field} must be 1 to 256 hex digits or a dashed UUID`);

@@ -14,6 +14,7 @@ import type { Caller, Partition } from '../engine/partition.js';
 import type { EventInput } from '../model/event.js';
 import { decide } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
+import { validateKeyPrefix } from '../model/names.js';
 import { Capability, Level } from '../model/permissions.js';
 import type { ResolverContext } from './context.js';
 
@@ -64,6 +65,18 @@ export async function scopeFor(ctx: ResolverContext, bucket: string, capability:
     // A live stream asks for every record: losing `read` on the bucket stops it at once too.
     mayRead: (key) => allowed(bucket, 'read') && allowed(`${bucket}/${key}`, 'read'),
   };
+}
+
+/**
+ * Which keys' changes a reader gets: those under its `keyPrefix` (selective sync) that the ACL
+ * lets it read. EMPTY and DROP (no key) clear every key: every reader gets them. Undefined when
+ * nothing is left out.
+ */
+export function keyFilter(keyPrefix: string | null | undefined, mayRead: Scope['mayRead']): ((key: string | null) => boolean) | undefined {
+  const prefix = keyPrefix ?? '';
+  if (prefix !== '') validateKeyPrefix(prefix);
+  if (prefix === '' && mayRead === undefined) return undefined;
+  return (key) => key === null || (key.startsWith(prefix) && (mayRead === undefined || mayRead(key)));
 }
 
 export { Capability };

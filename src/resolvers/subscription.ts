@@ -14,7 +14,7 @@ import type { SubscriptionResolvers } from '../generated/graphql.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
 import { toGraphQLError } from '../server/errors.js';
 import type { ResolverContext } from './context.js';
-import { Capability, scopeFor } from './scope.js';
+import { Capability, keyFilter, scopeFor } from './scope.js';
 
 function payloads<K extends string, T extends Sequenced>(
   field: K,
@@ -42,6 +42,7 @@ async function stream<K extends 'changes' | 'events'>(
   queueMax: number,
   onClose: () => void,
   mayRead: ((key: string) => boolean) | undefined,
+  keyPrefix?: string | null,
 ) {
   const resume = await partition.resume(since ?? null, kind);
   const readPage =
@@ -52,13 +53,8 @@ async function stream<K extends 'changes' | 'events'>(
   type Record = Sequenced & { origin: string; originSeq: number; cursor: string; vector: VersionVector };
   // Records the subscriber saw on another replica are skipped; so are changes of entities the ACL
   // hides from it (events have their own items).
-  const hidden =
-    kind === 'changes' && mayRead !== undefined
-      ? (record: Record) => {
-          const key = (record as unknown as ChangeView).key;
-          return key !== null && !mayRead(key);
-        }
-      : undefined;
+  const keep = kind === 'changes' ? keyFilter(keyPrefix, mayRead) : undefined;
+  const hidden = keep === undefined ? undefined : (record: Record) => !keep((record as unknown as ChangeView).key);
   const accept =
     resume.covered === null && hidden === undefined
       ? undefined
@@ -88,7 +84,13 @@ function checkCapacity(engine: Engine, limits: Limits): void {
 }
 
 /** Checks the node's and the credential's capacity, then the caller's scope, then streams. */
-async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket: string, kind: K, since: string | null | undefined) {
+async function open<K extends 'changes' | 'events'>(
+  ctx: ResolverContext,
+  bucket: string,
+  kind: K,
+  since: string | null | undefined,
+  keyPrefix?: string | null,
+) {
   checkCapacity(ctx.engine, ctx.limits);
   const releaseQuota = ctx.quotas.subscribe(ctx.access);
   let unfollow = () => undefined as void;
@@ -100,7 +102,7 @@ async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket
     const { partition, mayRead } = await scopeFor(ctx, bucket, Capability.READ);
     // A node that does not replicate the bucket keeps its copy live while the stream is open.
     unfollow = ctx.router.follow(partition);
-    return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead);
+    return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead, keyPrefix);
   } catch (error) {
     release();
     throw error;
@@ -109,8 +111,8 @@ async function open<K extends 'changes' | 'events'>(ctx: ResolverContext, bucket
 
 export const Subscription: SubscriptionResolvers = {
   changes: {
-    subscribe: async (_, { bucket, since }, ctx) =>
-      (await open(ctx, bucket, 'changes', since)) as AsyncGenerator<{ changes: ChangeView }>,
+    subscribe: async (_, { bucket, since, keyPrefix }, ctx) =>
+      (await open(ctx, bucket, 'changes', since, keyPrefix)) as AsyncGenerator<{ changes: ChangeView }>,
   },
   events: {
     subscribe: async (_, { bucket, since }, ctx) =>

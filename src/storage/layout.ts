@@ -75,9 +75,15 @@ export class PartitionLayout {
     return `${this.base}g${gen}!ent!${key}`;
   }
   /** Entities in key order, strictly after `afterKey` when given. */
-  entities(gen: number, afterKey?: string) {
+  /** Where entity keys start in the store's keys of generation `gen`. */
+  entityKeyOffset(gen: number) {
+    return `${this.base}g${gen}!ent!`.length;
+  }
+  /** Entities of a generation in key order: after `afterKey`, and only keys starting with `keyPrefix`. */
+  entities(gen: number, afterKey?: string, keyPrefix = '') {
     const prefix = `${this.base}g${gen}!ent!`;
-    return afterKey === undefined ? { gte: prefix, lt: prefixEnd(prefix) } : { gt: prefix + afterKey, lt: prefixEnd(prefix) };
+    const lt = prefixEnd(prefix + keyPrefix);
+    return afterKey === undefined || afterKey < keyPrefix ? { gte: prefix + keyPrefix, lt } : { gt: prefix + afterKey, lt };
   }
   version(gen: number, key: string, version: number) {
     return `${this.base}g${gen}!ver!${key}!${pad(version, VERSION_DIGITS)}`;

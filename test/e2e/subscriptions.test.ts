@@ -76,6 +76,23 @@ describe('replay then live', () => {
     }
   });
 
+  it('with a keyPrefix, replays and delivers live only the changes of keys under it', async () => {
+    const bucket = freshBucket();
+    await write(bucket, ['mine.1', 'other.1', 'mine.2']);
+    const client = wsClient(node);
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket, since: null, keyPrefix: 'mine.' });
+      await sub.until(2);
+      await write(bucket, ['other.2', 'mine.3', 'other.3']);
+      await write(bucket, ['mine.4']);
+      const items = await sub.until(4);
+      expect(items.map((i) => i.changes.key)).toEqual(['mine.1', 'mine.2', 'mine.3', 'mine.4']);
+      sub.stop();
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('refuses an invalid cursor with INVALID_CURSOR', async () => {
     const client = wsClient(node);
     try {

@@ -55,8 +55,8 @@ export const GetEntity = graphql(`
 `);
 
 export const ListEntities = graphql(`
-  query ListEntities($bucket: String!, $first: Int, $after: String, $includeDeleted: Boolean) {
-    entities(bucket: $bucket, first: $first, after: $after, includeDeleted: $includeDeleted) {
+  query ListEntities($bucket: String!, $first: Int, $after: String, $includeDeleted: Boolean, $keyPrefix: String) {
+    entities(bucket: $bucket, first: $first, after: $after, includeDeleted: $includeDeleted, keyPrefix: $keyPrefix) {
       key
       version
       data
@@ -77,8 +77,8 @@ export const ListVersions = graphql(`
 `);
 
 export const ChangesPage = graphql(`
-  query ChangesPage($bucket: String!, $since: Cursor, $limit: Int) {
-    changes(bucket: $bucket, since: $since, limit: $limit) {
+  query ChangesPage($bucket: String!, $since: Cursor, $limit: Int, $keyPrefix: String) {
+    changes(bucket: $bucket, since: $since, limit: $limit, keyPrefix: $keyPrefix) {
       changes {
         ...ChangeFields
       }
@@ -161,8 +161,8 @@ export const EventsPage = graphql(`
 `);
 
 export const ChangesSubscription = graphql(`
-  subscription OnChanges($bucket: String!, $since: Cursor) {
-    changes(bucket: $bucket, since: $since) {
+  subscription OnChanges($bucket: String!, $since: Cursor, $keyPrefix: String) {
+    changes(bucket: $bucket, since: $since, keyPrefix: $keyPrefix) {
       ...ChangeFields
     }
   }
