@@ -64,11 +64,24 @@ export class StagedStore {
       if (staged !== undefined) return staged === ABSENT ? undefined : (staged.value as T);
       const cached = this.cache.get(key);
       if (cached !== undefined) return 'absent' in cached ? undefined : (cached.value as T);
+      if (this.store.getSync !== undefined) return this.readSync(key) as T | undefined;
       const [read] = await this.load([key]);
       // A write of this key settled while we read: what we read may predate it, look again.
       if (read!.stale && attempt < 3) continue;
       return read!.value as T | undefined;
     }
+  }
+
+  /**
+   * A read that completes on this thread: no write can settle during it, so what it reads is
+   * current and safe to cache. An absent key is not cached: LevelDB's Bloom filter answers as fast.
+   */
+  private readSync(key: string): unknown {
+    const raw = this.store.getSync!(key);
+    if (raw === undefined) return undefined;
+    const value: unknown = JSON.parse(raw);
+    this.cache.set(key, { value, size: raw.length });
+    return value;
   }
 
   /**
@@ -146,7 +159,9 @@ export class StagedStore {
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
         if (size >= 0) this.cache.set(key, entry === ABSENT ? { absent: true } : { value: entry.value, size });
-        else this.cache.delete(key);
+        // Uncached keys (logs, the ccid index) are rarely in the cache: look before deleting, which
+        // costs more than a lookup even when the key is not there.
+        else if (this.cache.has(key)) this.cache.delete(key);
         if (this.staged.get(key) === entry) this.staged.delete(key);
       }
       onDurable?.();

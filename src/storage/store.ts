@@ -23,6 +23,8 @@ export interface KeyValueStore {
    */
   readonly syncReads?: boolean;
   get(key: string): Promise<string | undefined>;
+  /** With `syncReads`: the same read, without a promise (nothing can happen in between). */
+  getSync?(key: string): string | undefined;
   /** Several point reads in one call (one trip to LevelDB's thread pool instead of many). */
   getMany(keys: string[]): Promise<Array<string | undefined>>;
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
