@@ -4,11 +4,12 @@ import type { CodegenConfig } from '@graphql-codegen/cli';
  * GraphQL Code Generator: the schema in `schema/` is the source of truth.
  * - `src/generated/graphql.ts`: resolver types; every resolver is typed by them.
  * - `test/generated/`: typed documents (client preset) for the operations the tests send.
+ * - `src/client/generated/`: typed documents for the client SDK's operations, as strings (string
+ *   document mode), so the SDK ships no GraphQL parser or printer to browsers.
  * Runs before every build and test run, so the types cannot drift from the schema.
  */
 const config: CodegenConfig = {
   schema: 'schema/*.graphql',
-  documents: ['test/support/operations.ts'],
   ignoreNoDocuments: false,
   // NodeNext resolution needs the .js extension on generated relative imports.
   emitLegacyCommonJSImports: false,
@@ -38,9 +39,22 @@ const config: CodegenConfig = {
       },
     },
     'test/generated/': {
+      documents: ['test/support/operations.ts'],
       preset: 'client',
       presetConfig: { fragmentMasking: false },
       config: {
+        useTypeImports: true,
+        enumsAsTypes: true,
+        strictScalars: true,
+        scalars: { JSON: 'unknown', Cursor: 'string' },
+      },
+    },
+    'src/client/generated/': {
+      documents: ['src/client/operations.ts'],
+      preset: 'client',
+      presetConfig: { fragmentMasking: false },
+      config: {
+        documentMode: 'string',
         useTypeImports: true,
         enumsAsTypes: true,
         strictScalars: true,
