@@ -57,6 +57,7 @@ interface StartOptions {
   writeQuorum?: number;
   clusterKey?: string;
   advertise?: string;
+  metricsToken?: string;
 }
 
 /**
@@ -82,7 +83,7 @@ function withConfigFile(command: Command, opts: StartOptions): StartOptions {
   return merged as unknown as StartOptions;
 }
 
-const KNOWN_FILE_OPTIONS = new Set(['host', 'port', 'data', 'adminKey', 'logLevel', 'nodeId', 'peers', 'replicas', 'writeQuorum', 'clusterKey', 'advertise', 'tlsCert', 'tlsKey', 'corsOrigin', 'asyncReads']);
+const KNOWN_FILE_OPTIONS = new Set(['host', 'port', 'data', 'adminKey', 'logLevel', 'nodeId', 'peers', 'replicas', 'writeQuorum', 'clusterKey', 'advertise', 'tlsCert', 'tlsKey', 'corsOrigin', 'asyncReads', 'metricsToken']);
 
 export function cli(argv: string[]): Command {
   const program = new Command('syncgraph').description('A sync node for offline-first apps').showHelpAfterError();
@@ -107,6 +108,7 @@ export function cli(argv: string[]): Command {
     .addOption(new Option('--write-quorum <w>', 'copies durable before a write is acknowledged (default: a majority of N)').argParser(positive).env('SYNCGRAPH_WRITE_QUORUM'))
     .addOption(new Option('--cluster-key <secret>', 'secret shared by the cluster nodes (16+ characters)').env('SYNCGRAPH_CLUSTER_KEY'))
     .addOption(new Option('--advertise <host:port>', 'address peers reach this node at (default: --host and the port)').env('SYNCGRAPH_ADVERTISE'))
+    .addOption(new Option('--metrics-token <secret>', 'bearer token for GET /metrics only, for Prometheus (16+ characters; the admin key works too)').env('SYNCGRAPH_METRICS_TOKEN'))
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (given: StartOptions, command: Command) => {
       const opts = withConfigFile(command, given);
@@ -134,6 +136,7 @@ export function cli(argv: string[]): Command {
           program.error(error instanceof Error ? error.message : String(error));
         }
       }
+      if (opts.metricsToken !== undefined && opts.metricsToken.length < 16) program.error('--metrics-token must have at least 16 characters');
       const node = await startNode({
         host: opts.host,
         port: opts.port,
@@ -147,6 +150,7 @@ export function cli(argv: string[]): Command {
         introspection: opts.introspection,
         graphiql: opts.graphiql,
         ...(cluster !== undefined ? { cluster } : {}),
+        ...(opts.metricsToken !== undefined ? { metricsToken: opts.metricsToken } : {}),
       });
       if (node.adminKeyGenerated) {
         process.stdout.write(

@@ -117,6 +117,11 @@ export interface NodeOptions {
   graphiql?: boolean;
   /** Run as a member of a peer cluster. */
   cluster?: ClusterConfig;
+  /**
+   * A bearer token that may read GET /metrics and nothing else (give it to Prometheus instead of
+   * the admin key). @default none: only the admin key reads metrics
+   */
+  metricsToken?: string;
 }
 
 export interface ResolvedNodeOptions {
@@ -134,6 +139,7 @@ export interface ResolvedNodeOptions {
   introspection: boolean;
   graphiql: boolean;
   cluster: ClusterConfig | undefined;
+  metricsToken: string | undefined;
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -169,8 +175,10 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     introspection = true,
     graphiql = true,
     cluster,
+    metricsToken,
   } = options;
   if (cluster !== undefined) checkClusterConfig(cluster);
+  if (metricsToken !== undefined && metricsToken.length < 16) throw new Error('the metrics token must have at least 16 characters');
   return {
     host,
     port,
@@ -186,5 +194,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     introspection,
     graphiql,
     cluster,
+    metricsToken,
   };
 }

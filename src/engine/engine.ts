@@ -151,6 +151,28 @@ export class Engine {
     return n;
   }
 
+  /** The partition `id` if it is open here (no store read). */
+  openedPartition(id: string): Partition | undefined {
+    return this.opened.get(id);
+  }
+
+  /** Live subscriptions, and the records waiting in their queues (total, and the longest queue). */
+  subscriptionStats(): { live: number; queued: number; queuedMax: number } {
+    let live = 0;
+    let queued = 0;
+    let queuedMax = 0;
+    for (const p of this.opened.values()) {
+      for (const feed of [p.changeFeed, p.eventFeed]) {
+        live += feed.size;
+        for (const depth of feed.depths()) {
+          queued += depth;
+          if (depth > queuedMax) queuedMax = depth;
+        }
+      }
+    }
+    return { live, queued, queuedMax };
+  }
+
   /**
    * Refuses new work, lets in-flight changes become durable, ends live feeds, closes the store.
    */

@@ -29,6 +29,11 @@ export class LiveFeed<T extends object> {
   get size(): number {
     return this.queues.size;
   }
+
+  /** How many records wait in each subscriber's queue (for metrics). */
+  *depths(): Iterable<number> {
+    for (const queue of this.queues) yield queue.depth;
+  }
 }
 
 /** Records handed to more than one subscriber. */
@@ -73,6 +78,11 @@ export class FeedQueue<T> {
       this.items.push(item);
     }
     this.signal();
+  }
+
+  /** Records waiting to be taken. */
+  get depth(): number {
+    return this.items.length - this.head;
   }
 
   get overflowed(): boolean {

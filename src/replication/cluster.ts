@@ -132,6 +132,10 @@ export class Cluster implements Router {
   private stopped = false;
   private rounds = Promise.resolve();
   private handoff: HandoffProgress = { pending: 0, moved: 0 };
+  /** Per peer: partitions held here for it, not yet handed over (as of the last round). */
+  private handoffByPeer = new Map<string, number>();
+  /** Told of each partition anti-entropy found out of step with a peer (metrics). */
+  onRepair: ((peer: string, direction: 'pull' | 'push') => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -827,11 +831,15 @@ export class Cluster implements Router {
       const partition = await this.engine.partitionById(id);
       try {
         const mine = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
-        if (!dominates(mine.changes, theirs.changes) || !dominates(mine.events, theirs.events)) await this.pull(node, partition, 0);
+        if (!dominates(mine.changes, theirs.changes) || !dominates(mine.events, theirs.events)) {
+          this.onRepair?.(node, 'pull');
+          await this.pull(node, partition, 0);
+        }
         // Bucket settings: the latest, by stamp, wins everywhere.
         const config = answer.configs?.[id];
         if (config !== undefined) await partition.adoptConfig(config);
         const deadline = this.clock.now() + this.options.writeTimeoutMs;
+        if (!dominates(theirs.changes, mine.changes) || !dominates(theirs.events, mine.events)) this.onRepair?.(node, 'push');
         if (!dominates(theirs.changes, mine.changes)) await this.ensure(node, partition, 'changes', mine.changes, theirs.changes, deadline);
         if (!dominates(theirs.events, mine.events)) await this.ensure(node, partition, 'events', mine.events, theirs.events, deadline);
         this.synced.add(id);
@@ -850,6 +858,7 @@ export class Cluster implements Router {
     // Counted from the start of the round, so that a status query sees the work still ahead.
     this.handoff.pending = ids.length;
     let pending = 0;
+    const byPeer = new Map<string, number>();
     // What each list member holds of these partitions, in one request per member.
     const members = new Set(ids.flatMap((id) => this.preferenceList(id)).filter((n) => n !== this.nodeId && this.membership.isUp(n)));
     await Promise.all(
@@ -869,16 +878,18 @@ export class Cluster implements Router {
       const list = this.preferenceList(id);
       const mine = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
       const deadline = this.clock.now() + this.options.writeTimeoutMs;
-      let all = true;
+      const behind: string[] = [];
       for (const node of list) {
         if (!this.membership.isUp(node)) {
-          all = false;
+          behind.push(node);
           continue;
         }
         const changes = await this.ensure(node, partition, 'changes', mine.changes, emptyVector, deadline);
         const events = await this.ensure(node, partition, 'events', mine.events, emptyVector, deadline);
-        all &&= changes && events;
+        if (!(changes && events)) behind.push(node);
       }
+      const all = behind.length === 0;
+      for (const node of behind) byPeer.set(node, (byPeer.get(node) ?? 0) + 1);
       const use = this.cached.get(id);
       const inUse = use !== undefined && (use.followers > 0 || this.clock.now() - use.lastUse < this.options.cacheIdleMs);
       if (all && !inUse && partition.changeFeed.size + partition.eventFeed.size === 0 && list.length > 0) {
@@ -891,6 +902,27 @@ export class Cluster implements Router {
       } else pending++;
     }
     this.handoff.pending = pending;
+    this.handoffByPeer = byPeer;
+  }
+
+  /**
+   * Per peer: records of the partitions both replicate, open here, that this node holds and the
+   * peer lacked when it last told its vectors; and partitions held here for it.
+   */
+  peerStats(): Array<{ peer: string; lagRecords: number; handoffPartitions: number }> {
+    const lag = new Map<string, number>();
+    for (const [key, theirs] of this.peerVectors) {
+      const bar = key.indexOf('|');
+      const peer = key.slice(0, bar);
+      const partition = this.engine.openedPartition(key.slice(bar + 1));
+      if (partition === undefined) continue;
+      const missing = lagOf(theirs.changes, new Map(Object.entries(partition.vectorOf('changes')))) + lagOf(theirs.events, new Map(Object.entries(partition.vectorOf('events'))));
+      lag.set(peer, (lag.get(peer) ?? 0) + missing);
+    }
+    return this.membership
+      .others()
+      .sort()
+      .map((peer) => ({ peer, lagRecords: lag.get(peer) ?? 0, handoffPartitions: this.handoffByPeer.get(peer) ?? 0 }));
   }
 
   // ------------------------------------------------------------------ helpers

@@ -6,6 +6,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Limits } from '../options.js';
 import type { Cluster } from '../replication/cluster.js';
 import type { Router } from '../replication/router.js';
+import type { Metrics } from '../server/metrics.js';
 
 export interface ResolverContext {
   engine: Engine;
@@ -19,4 +20,5 @@ export interface ResolverContext {
   /** Where partition operations run: here (a single node) or through the cluster. */
   router: Router;
   cluster: Cluster | null;
+  metrics: Metrics;
 }

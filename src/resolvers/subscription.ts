@@ -19,11 +19,13 @@ import { Capability, keyFilter, scopeFor } from './scope.js';
 function payloads<K extends string, T extends Sequenced>(
   field: K,
   records: AsyncGenerator<T | typeof OVERFLOW, void, undefined>,
+  onOverflow: () => void,
 ): AsyncGenerator<{ [key in K]: T }, void, undefined> {
   return mapAsyncIterator(
     records,
     (record) => {
       if (record === OVERFLOW) {
+        onOverflow();
         throw toGraphQLError(
           new SyncError(ErrorCode.SLOW_CONSUMER, 'subscriber fell too far behind: resubscribe from the last cursor received'),
         );
@@ -42,7 +44,8 @@ async function stream<K extends 'changes' | 'events'>(
   queueMax: number,
   onClose: () => void,
   mayRead: ((key: string) => boolean) | undefined,
-  keyPrefix?: string | null,
+  keyPrefix: string | null | undefined,
+  onOverflow: () => void,
 ) {
   const resume = await partition.resume(since ?? null, kind);
   const readPage =
@@ -73,7 +76,7 @@ async function stream<K extends 'changes' | 'events'>(
     const cursor = cursorFor(resume, r);
     return cursor === r.cursor ? r : { ...r, cursor };
   };
-  return payloads(kind, resume.covered !== null ? mapAsyncIterator(records, recursor, recursor) : records);
+  return payloads(kind, resume.covered !== null ? mapAsyncIterator(records, recursor, recursor) : records, onOverflow);
 }
 
 /** Live subscriptions are bounded per node, like every other resource. */
@@ -102,7 +105,7 @@ async function open<K extends 'changes' | 'events'>(
     const { partition, mayRead } = await scopeFor(ctx, bucket, Capability.READ);
     // A node that does not replicate the bucket keeps its copy live while the stream is open.
     unfollow = ctx.router.follow(partition);
-    return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead, keyPrefix);
+    return await stream(partition, kind, since, ctx.limits.subscriberQueueMax, release, mayRead, keyPrefix, () => ctx.metrics.slowConsumers.inc());
   } catch (error) {
     release();
     throw error;

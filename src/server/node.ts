@@ -41,6 +41,8 @@ import { encodeSharedResult, subscribeShared } from './shared-subscriptions.js';
 import { serveGraphQLWs } from './ws-adapter.js';
 import { buildSchema } from './schema.js';
 import { useErrorCodes } from './use-error-codes.js';
+import { Metrics } from './metrics.js';
+import { countErrors, countOperation, useMetrics } from './use-metrics.js';
 
 export interface RunningNode {
   /** `http://host:port` */
@@ -94,6 +96,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   const admin = resolveAdminKey(options.dataDir, options.adminKey);
   // Random bits drawn from the OS 4 KiB at a time (uuidv7's default draws 32 bytes at a time).
   const ids = new V7Generator(pooledRandom(1024));
+  const metrics = new Metrics();
   const store = await LevelStore.open(join(options.dataDir, 'db'), { asyncReads: options.asyncReads });
   const engine = await Engine.open(store, {
     now: () => Date.now(),
@@ -107,7 +110,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     onBackgroundError: (error) => log.error({ err: error }, 'background work failed'),
     onWriteFailure: (error) => log.error({ err: error }, 'LevelDB write failed; staged changes were rejected'),
     onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
+    onBatch: (_submissions, ops, durationMs) => metrics.observeCommit(ops, durationMs),
   });
+  metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats() });
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
   // In a cluster, every node holds the whole directory: its writes are logged and exchanged.
@@ -146,6 +151,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     quotas,
     router: cluster ?? localRouter,
     cluster: cluster ?? null,
+    metrics,
   });
 
   // Sessions held on a credential end when it is revoked (a key or token revoked, a password
@@ -199,6 +205,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       costLimitPlugin({ maxCost: options.limits.queryCostMax, ignoreIntrospection: true, onReject: [asLimitExceeded] }),
       ...(options.introspection ? [] : [useNoIntrospection()]),
       useErrorCodes(),
+      useMetrics(metrics),
     ],
     // Requests are authenticated before yoga sees them (HTTP: `handle`; graphql-ws: onConnect),
     // which hands the result in; only a request that bypassed both (none should) gets here without.
@@ -228,6 +235,20 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       if (left === 0) perAddress.delete(address);
       else perAddress.set(address, left);
     });
+  };
+
+  /**
+   * Why the node should not get traffic yet (empty: ready). The store is open once the port is;
+   * a cluster member also needs its cluster running and, in a cluster of several, a peer it can
+   * reach (alone, it could not gather a write quorum).
+   */
+  const notReady = (): string[] => {
+    if (draining) return ['draining'];
+    if (options.cluster === undefined) return [];
+    if (cluster === undefined) return ['cluster starting'];
+    const nodes = cluster.nodes().filter((node) => node.status === 'active');
+    if (nodes.length > 1 && !nodes.some((node) => !node.self && node.up)) return ['no peer reachable'];
+    return [];
   };
 
   const listener: RequestListener = (req, res) => {
@@ -260,6 +281,21 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     if (url.pathname === '/health' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: 'ok', nodeId: engine.nodeId, ...(cluster ? { clusterNodeId: cluster.nodeId } : {}) }));
+      return;
+    }
+    if (url.pathname === '/ready' && req.method === 'GET') {
+      const waiting = notReady();
+      res.writeHead(waiting.length === 0 ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: waiting.length === 0 ? 'ready' : 'not ready', reasons: waiting }));
+      return;
+    }
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      const secret = /^Bearer +(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+      const allowed = secret !== undefined && (keyMatches(secret, admin.key) || (options.metricsToken !== undefined && keyMatches(secret, options.metricsToken)));
+      if (!allowed) return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'metrics need the admin key or the metrics token', { 'www-authenticate': 'Bearer' });
+      const body = await metrics.render();
+      res.writeHead(200, { 'content-type': metrics.contentType });
+      res.end(body);
       return;
     }
     if (url.pathname !== '/graphql') return sendError(res, 404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
@@ -357,8 +393,12 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       },
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       // Encode once: subscribers running the same operation share each event's result.
-      subscribe: (args) =>
-        subscribeShared(args, { maskError: (error) => maskError(error, logUnexpected) }),
+      subscribe: async (args) => {
+        const fields = countOperation(metrics, args.document, args.operationName);
+        const result = await subscribeShared(args, { maskError: (error) => maskError(error, logUnexpected) });
+        if ('errors' in result) countErrors(metrics, result.errors, fields);
+        return result;
+      },
       onSubscribe: async (ctx, _id, payload) => {
         const access = connections.get(ctx.extra.socket);
         if (access !== undefined) {
@@ -454,6 +494,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         .catch((error: unknown) => peerLog.warn({ err: error }, 'could not save the member list'));
     };
     if (directoryStore !== undefined) cluster.attachDirectory(directoryStore);
+    cluster.onRepair = (peer, direction) => metrics.repairs.inc({ peer, direction });
+    const running = cluster;
+    metrics.attach({ peers: () => running.peerStats() });
     cluster.start();
     transport.start();
   }

@@ -16,6 +16,7 @@ import { OnChangesDocument, type OnChangesSubscription, type OnChangesSubscripti
 import { Ring } from '../../src/replication/ring.js';
 import { allChanges, freePorts, replicaStatus as replicas, startCluster, until, waitForRing, type ClusterNode, type ReplicaRow, type TestCluster } from '../support/cluster.js';
 import { cleanupNodes, tempDataDir, type NodeProcess } from '../support/node-process.js';
+import { metric, scrape } from '../support/metrics.js';
 import { peerHelloNodeId, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 const proxies: TcpProxy[] = [];
@@ -415,6 +416,18 @@ describe('a cluster under faults', () => {
       const views = await Promise.all(standIns.map(({ i }) => clusterView(cluster.node(i))));
       return views.some((view) => view.handoff.pending > 0);
     }, 'a stand-in to hold the bucket for the list members that are down');
+    // Its metrics name the peers it holds the bucket for.
+    const downIds = down.map((i) => cluster.nodes[i]!.nodeId);
+    const heldFor = async (i: number) => {
+      const samples = await scrape(cluster.node(i).url, cluster.node(i).adminKey);
+      return downIds.map((peer) => metric(samples, 'syncgraph_handoff_pending_partitions', { peer }));
+    };
+    let holding: number[][] = [];
+    await until(async () => {
+      holding = (await Promise.all(standIns.map(({ i }) => heldFor(i)))).filter((counts) => counts.some((c) => c > 0));
+      return holding.length > 0;
+    }, "a stand-in's metrics to count the bucket it holds for the peers that are down");
+    for (const counts of holding) expect(counts).toEqual([1, 1]);
     for (const i of down) await cluster.start(i);
     await waitForRing(cluster, 5);
     // Back on the list members, and dropped by the stand-ins.
@@ -425,6 +438,7 @@ describe('a cluster under faults', () => {
       }
       return true;
     }, 'the stand-ins to hand the bucket back');
+    await until(async () => (await Promise.all(standIns.map(({ i }) => heldFor(i)))).every((counts) => counts.every((c) => c === 0)), 'the stand-ins to count nothing held');
     const rows = await converged(cluster.running(), bucket);
     expect(rows.map((r) => r.nodeId).sort()).toEqual([...list].sort());
     await expectEveryAcknowledgedChangeOnce(
