@@ -59,6 +59,7 @@ export interface ClusterOptions {
 }
 
 export interface ClusterLogger {
+  debug?(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
@@ -296,7 +297,7 @@ export class Cluster implements Router {
 
   // ------------------------------------------------------------------ Router: writes
 
-  async submitChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, caller: Caller): Promise<ChangeOutcome[]> {
+  async submitChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, caller: Caller, requestId?: string): Promise<ChangeOutcome[]> {
     const spec: CallerSpec = {
       admin: caller.admin,
       denied: inputs.flatMap((input) => (typeof input.key === 'string' && caller.mayChange?.(input.key) === false ? [input.key] : [])),
@@ -306,7 +307,12 @@ export class Cluster implements Router {
       partition,
       () => this.coordinateChanges(partition, inputs, clientId, spec),
       async (node, timeoutMs) => {
-        const answer = await this.call(node, { type: 'submit', partition: partition.partition, changes: [...inputs], clientId, caller: spec }, timeoutMs);
+        this.logger.debug?.({ reqId: requestId, to: node, partition: partition.partition, changes: inputs.length }, 'forwarding a write to its coordinator');
+        const answer = await this.call(
+          node,
+          { type: 'submit', partition: partition.partition, changes: [...inputs], clientId, caller: spec, ...(requestId !== undefined ? { requestId } : {}) },
+          timeoutMs,
+        );
         return expect(answer, 'submitted').outcomes;
       },
     );
@@ -318,13 +324,19 @@ export class Cluster implements Router {
     since: string | null,
     author: string | null,
     mayPush?: (event: EventInput) => boolean,
+    requestId?: string,
   ): Promise<PushEventsOutcome> {
     const refused = mayPush === undefined ? [] : inputs.filter((e) => !mayPush(e)).map((e) => e.uuid);
     return this.route(
       partition,
       () => this.coordinateEvents(partition, inputs, since, author, refused),
       async (node, timeoutMs) => {
-        const answer = await this.call(node, { type: 'pushEvents', partition: partition.partition, events: [...inputs], since, author, refused }, timeoutMs);
+        this.logger.debug?.({ reqId: requestId, to: node, partition: partition.partition, events: inputs.length }, 'forwarding events to their coordinator');
+        const answer = await this.call(
+          node,
+          { type: 'pushEvents', partition: partition.partition, events: [...inputs], since, author, refused, ...(requestId !== undefined ? { requestId } : {}) },
+          timeoutMs,
+        );
         return expect(answer, 'pushedEvents').outcome;
       },
     );
@@ -669,10 +681,12 @@ export class Cluster implements Router {
           if (this.membership.merge(request.members)) this.membershipChanged();
           return { type: 'pong', members: this.membership.list() };
         case 'submit': {
+          this.logger.debug?.({ reqId: request.requestId, from, partition: request.partition, changes: request.changes.length }, 'coordinating a write forwarded by a peer');
           const partition = await this.engine.partitionById(request.partition);
           return { type: 'submitted', outcomes: await this.coordinateChanges(partition, request.changes, request.clientId, request.caller) };
         }
         case 'pushEvents': {
+          this.logger.debug?.({ reqId: request.requestId, from, partition: request.partition, events: request.events.length }, 'coordinating events forwarded by a peer');
           const partition = await this.engine.partitionById(request.partition);
           return { type: 'pushedEvents', outcome: await this.coordinateEvents(partition, request.events, request.since, request.author, request.refused) };
         }

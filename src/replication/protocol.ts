@@ -34,8 +34,8 @@ export interface Vectors {
 
 export type PeerRequest =
   | { type: 'ping'; members: MemberList }
-  | { type: 'submit'; partition: string; changes: ChangeInput[]; clientId: string | null; caller: CallerSpec }
-  | { type: 'pushEvents'; partition: string; events: EventInput[]; since: string | null; author: string | null; refused: string[] }
+  | { type: 'submit'; partition: string; changes: ChangeInput[]; clientId: string | null; caller: CallerSpec; requestId?: string }
+  | { type: 'pushEvents'; partition: string; events: EventInput[]; since: string | null; author: string | null; refused: string[]; requestId?: string }
   | { type: 'configure'; partition: string; patch: Partial<BucketConfig>; replicate: boolean }
   | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean }
   | { type: 'pull'; partition: string; vectors: Vectors; limit: number; waitMs: number }

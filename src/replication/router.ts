@@ -8,13 +8,15 @@ import type { BucketConfig, ChangeOutcome } from '../engine/records.js';
 import type { EventInput } from '../model/event.js';
 
 export interface Router {
-  submitChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, caller: Caller): Promise<ChangeOutcome[]>;
+  /** `requestId` names the client's request in the logs of every node the write reaches. */
+  submitChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, caller: Caller, requestId?: string): Promise<ChangeOutcome[]>;
   pushEvents(
     partition: Partition,
     inputs: readonly EventInput[],
     since: string | null,
     author: string | null,
     mayPush?: (event: EventInput) => boolean,
+    requestId?: string,
   ): Promise<PushEventsOutcome>;
   configure(partition: Partition, patch: Partial<BucketConfig>, caller: Caller): Promise<BucketConfig>;
   /** Makes the local copy current enough to answer a read. */

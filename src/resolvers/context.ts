@@ -9,6 +9,8 @@ import type { Router } from '../replication/router.js';
 import type { Metrics } from '../server/metrics.js';
 
 export interface ResolverContext {
+  /** Names the request in the logs, here and on the peers it reaches (`x-request-id`). */
+  requestId: string;
   engine: Engine;
   directory: Directory;
   /** Who the request is (auth/access.ts): its app, level and user. */

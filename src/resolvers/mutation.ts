@@ -5,7 +5,7 @@ import { Capability, scopeFor } from './scope.js';
 export const Mutation: MutationResolvers = {
   submitChanges: async (_, { bucket, clientId, changes }, ctx) => {
     const { partition, caller } = await scopeFor(ctx, bucket, Capability.WRITE);
-    const outcomes = await ctx.router.submitChanges(partition, changes, clientId ?? null, caller);
+    const outcomes = await ctx.router.submitChanges(partition, changes, clientId ?? null, caller, ctx.requestId);
     ctx.metrics.countChanges(outcomes);
     return outcomes;
   },
@@ -13,7 +13,7 @@ export const Mutation: MutationResolvers = {
     const { partition, author, mayPush, mayReadBucket } = await scopeFor(ctx, bucket, Capability.WRITE);
     // A push answers with the bucket's history: pushing takes reading too.
     if (!mayReadBucket) throw new SyncError(ErrorCode.FORBIDDEN, `${ctx.access.user} may not read ${bucket}`);
-    const result = await ctx.router.pushEvents(partition, events, since ?? null, author, mayPush);
+    const result = await ctx.router.pushEvents(partition, events, since ?? null, author, mayPush, ctx.requestId);
     ctx.metrics.events.inc({ result: 'accepted' }, result.accepted.length);
     ctx.metrics.events.inc({ result: 'rejected' }, result.rejected.length);
     return result;

@@ -91,11 +91,12 @@ function pooledRandom(size: number): { nextUint32(): number } {
 
 export async function startNode(input: NodeOptions, logger?: Logger): Promise<RunningNode> {
   const options = resolveNodeOptions(input);
-  const log = logger ?? pino({ level: options.logLevel });
+  const log = logger ?? pino({ level: options.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
   mkdirSync(options.dataDir, { recursive: true });
   const admin = resolveAdminKey(options.dataDir, options.adminKey);
   // Random bits drawn from the OS 4 KiB at a time (uuidv7's default draws 32 bytes at a time).
   const ids = new V7Generator(pooledRandom(1024));
+  const newRequestId = () => ids.generate().toString();
   const metrics = new Metrics();
   const store = await LevelStore.open(join(options.dataDir, 'db'), { asyncReads: options.asyncReads });
   const engine = await Engine.open(store, {
@@ -142,7 +143,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           onPeer: (nodeId, address) => cluster?.peerConnected(nodeId, address),
         });
   let cluster: Cluster | undefined;
-  const contextFor = (access: Access, source: string): ResolverContext => ({
+  const contextFor = (access: Access, source: string, requestId: string): ResolverContext => ({
+    requestId,
     engine,
     directory,
     access,
@@ -209,9 +211,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     ],
     // Requests are authenticated before yoga sees them (HTTP: `handle`; graphql-ws: onConnect),
     // which hands the result in; only a request that bypassed both (none should) gets here without.
-    context: ({ access, source }: { access?: Access; source?: string }) => {
+    context: ({ access, source, requestId }: ServerContext) => {
       if (access === undefined) throw authError(new SyncError(ErrorCode.UNAUTHENTICATED, 'missing credentials'));
-      return contextFor(access, source ?? 'unknown');
+      return contextFor(access, source ?? 'unknown', requestId ?? newRequestId());
     },
   });
 
@@ -253,9 +255,17 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
   const listener: RequestListener = (req, res) => {
     inFlight++;
-    handle(req, res)
+    // Every response names its request: the client's own id, or one made here. It goes along
+    // to the peers a request reaches (cluster.ts), so one id finds a write in every node's log.
+    const requestId = requestIdOf(req.headers['x-request-id'], newRequestId);
+    res.setHeader('x-request-id', requestId);
+    const started = log.isLevelEnabled('debug') ? performance.now() : 0;
+    if (started !== 0) {
+      res.once('finish', () => log.debug({ reqId: requestId, method: req.method, path: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+    }
+    handle(req, res, requestId)
       .catch((error: unknown) => {
-        log.error({ err: error }, 'request failed');
+        log.error({ err: error, reqId: requestId }, 'request failed');
         if (!res.headersSent) sendError(res, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'Unexpected error.');
         else res.destroy();
       })
@@ -271,7 +281,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
   server.on(options.tls ? 'secureConnection' : 'connection', onConnection);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (overLimit.has(req.socket)) {
       req.resume();
@@ -352,7 +362,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     }
     const release = holdSession(access, () => res.destroy());
     res.once('close', release);
-    const serverContext: ServerContext = { source: req.socket.remoteAddress ?? 'unknown' };
+    const serverContext: ServerContext = { source: req.socket.remoteAddress ?? 'unknown', requestId };
     if (access !== undefined) serverContext.access = access;
     const init: RequestInit = {
       method: req.method ?? 'GET',
@@ -418,6 +428,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           // graphql-ws only passes operations of connections that onConnect accepted.
           access,
           source: ctx.extra.request.socket.remoteAddress ?? 'unknown',
+          requestId: newRequestId(),
         });
         let document;
         try {
@@ -596,7 +607,34 @@ async function sendResponse(res: ServerResponse, response: Response): Promise<vo
 type ServerContext = {
   access?: Access;
   source?: string;
+  requestId?: string;
 };
+
+/** A client's own request id (`x-request-id`), when it is a reasonable one; else a new one. */
+function requestIdOf(header: string | string[] | undefined, fresh: () => string): string {
+  return typeof header === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(header) ? header : fresh();
+}
+
+/**
+ * Where secrets could sit in what is logged: credentials in headers and connection parameters,
+ * passwords, tokens and keys under their usual names. Messages never quote them (tested).
+ */
+export const LOG_REDACT = [
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'connectionParams',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'adminKey',
+  '*.adminKey',
+  'clusterKey',
+  '*.clusterKey',
+  'metricsToken',
+  '*.metricsToken',
+];
 
 /** Refuses introspection queries (graphql-js's own validation rule). */
 function useNoIntrospection(): Plugin {

@@ -45,7 +45,8 @@ describe('a three-node cluster', () => {
   let cluster: TestCluster;
 
   it('takes writes through any node and every replica holds them', async () => {
-    cluster = await startCluster({ size: 3 });
+    // Debug logs: the request-id test below reads them.
+    cluster = await startCluster({ size: 3, args: ['--log-level', 'debug'] });
     for (let i = 0; i < 3; i++) {
       const result = await submit(cluster.node(i), 'notes', { ccid: ccid(), key: `k${i}`, op: 'MODIFY', data: { from: i } });
       expect(result.errors).toBeUndefined();
@@ -194,6 +195,23 @@ describe('a three-node cluster', () => {
     await until(async () => (await rawPost(cluster.node(2), { query: '{ viewer { app } }' }, { token: defaultKey })).status === 401, 'the revoked key to be refused on node3');
   });
 
+  it("names a forwarded write by the client's request id in the coordinator's log as well", async () => {
+    const rows = await replicas(cluster.node(0), 'traced');
+    const coordinator = cluster.nodes.findIndex((n) => n.nodeId === rows[0]!.nodeId);
+    const entry = (coordinator + 1) % 3;
+    const response = await fetch(cluster.node(entry).graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${cluster.adminKey}`, 'x-request-id': 'write-42' },
+      body: JSON.stringify({ query: SUBMIT, variables: { bucket: 'traced', changes: [{ ccid: ccid(), key: 'k', op: 'MODIFY', data: { n: 1 } }] } }),
+    });
+    expect(response.headers.get('x-request-id')).toBe('write-42');
+    expect(((await response.json()) as { errors?: unknown }).errors).toBeUndefined();
+    const forwarded = await cluster.node(entry).waitForOutput((line) => line.includes('"reqId":"write-42"') && line.includes('forwarding a write'));
+    expect(JSON.parse(forwarded)).toMatchObject({ to: rows[0]!.nodeId, changes: 1 });
+    const coordinated = await cluster.node(coordinator).waitForOutput((line) => line.includes('"reqId":"write-42"'));
+    expect(JSON.parse(coordinated)).toMatchObject({ msg: 'coordinating a write forwarded by a peer', from: cluster.nodes[entry]!.nodeId });
+  });
+
   it('refuses a node with the wrong cluster key, and logs it', async () => {
     const port = cluster.nodes[0]!.port;
     const intruder = await startNodeProcess({
@@ -204,5 +222,9 @@ describe('a three-node cluster', () => {
     const result = await rawPost(cluster.node(0), { query: '{ cluster { nodes { id } } }' });
     expect((result.data as unknown as { cluster: { nodes: Array<{ id: string }> } }).cluster.nodes.map((n) => n.id)).not.toContain('intruder');
     await intruder.stop();
+    // Neither key is written to any log.
+    for (const output of [...cluster.running().map((n) => n.output), intruder.output]) {
+      expect(output.some((line) => line.includes(cluster.clusterKey) || line.includes('not-the-cluster-key-at-all'))).toBe(false);
+    }
   });
 });
