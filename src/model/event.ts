@@ -3,7 +3,7 @@
  * its list; rule 1 (the ACL) is an authorization decision and is made by the caller.
  */
 import { ErrorCode, SyncError, type ChangeErrorCode } from './errors.js';
-import { isJsonObject } from './json.js';
+import { isJsonObject, utf8Length } from './json.js';
 
 export interface EventInput {
   uuid: string;
@@ -71,7 +71,7 @@ export function validateEvent(input: EventInput, nowMs: number, limits: EventLim
       throw refuse(ErrorCode.INVALID_PERMISSION, `${field} starting with "." is reserved for internal use`);
     }
   }
-  if (Buffer.byteLength(input.payload, 'utf8') > limits.payloadBytesMax) {
+  if (utf8Length(input.payload) > limits.payloadBytesMax) {
     throw refuse(ErrorCode.INVALID_INPUT, `payload is larger than ${limits.payloadBytesMax} bytes`);
   }
   let payload: unknown;

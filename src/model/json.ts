@@ -51,7 +51,19 @@ export interface JsonShape {
 export function inspectJson(value: unknown, depthMax: number, path = '$'): JsonShape | string {
   const depth = measureDepth(value, depthMax, path, 0);
   if (typeof depth === 'string') return depth;
-  return { depth, bytes: Buffer.byteLength(JSON.stringify(value), 'utf8') };
+  return { depth, bytes: utf8Length(JSON.stringify(value)) };
+}
+
+/**
+ * Node's native count where there is one (the server measures every change), else the browser's
+ * encoder: model code runs in the client SDK too.
+ */
+const nodeBuffer = (globalThis as { Buffer?: { byteLength(text: string, encoding: 'utf8'): number } }).Buffer;
+const encoder = nodeBuffer === undefined ? new TextEncoder() : undefined;
+
+/** Length of `text` in UTF-8 bytes. */
+export function utf8Length(text: string): number {
+  return nodeBuffer !== undefined ? nodeBuffer.byteLength(text, 'utf8') : encoder!.encode(text).length;
 }
 
 function measureDepth(value: unknown, depthMax: number, path: string, level: number): number | string {
