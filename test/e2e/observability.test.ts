@@ -2,6 +2,7 @@
  * Black-box: what an operator watches. /health and /ready, and GET /metrics in Prometheus format:
  * who may read it, and that its counters and gauges follow what the node really did.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect, gql, gqlData, rawPost, wsClient } from '../support/client.js';
 import { metric, parseMetrics, scrape } from '../support/metrics.js';
@@ -93,5 +94,19 @@ describe('GET /metrics', () => {
     } finally {
       await client.dispose();
     }
+  });
+});
+
+describe('the Grafana dashboard (docs/grafana-dashboard.json)', () => {
+  it('queries only metrics the node exports', async () => {
+    const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+      panels: Array<{ targets: Array<{ expr: string }> }>;
+    };
+    const queried = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/syncgraph_[a-z0-9_]+/g)].map((m) => m[0]))));
+    const response = await fetch(`${node.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    const declared = new Set([...(await response.text()).matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => m[1]!));
+    const base = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
+    expect(queried.size).toBeGreaterThan(10);
+    expect([...queried].filter((name) => !declared.has(name) && !declared.has(base(name)))).toEqual([]);
   });
 });
