@@ -232,12 +232,14 @@ export function acknowledge(rec: KeyRecord, ccid: string, outcome: Outcome, ctx:
       if (refusals > ctx.refusalsMax) {
         return { rec: settle({ ...rec, sent: null, unsent: null, view: rec.ghost.data, refusals: 0 }, ctx), effects: [dropped] };
       }
-      // MISSING_ENTITY: gone on the server. Our delete is done; our edit re-creates the key
-      // (a local edit wins over a concurrent delete). BAD_VERSION: our base is not the
-      // server's; the edits are resent, as one new change, on the state pulled meanwhile.
-      const ghost = outcome.code === 'MISSING_ENTITY' ? { version: rec.ghost.version, data: null } : rec.ghost;
-      const next = settle({ ...rec, ghost, sent: null, refusals }, ctx);
-      return { rec: next, effects: outcome.code === 'BAD_VERSION' ? [{ type: 'pull' }] : [] };
+      // Our base is not the server's (MISSING_ENTITY: deleted meanwhile; BAD_VERSION: another
+      // version, in an OPTIMISTIC bucket). The answer does not say which version the server
+      // was at, and the ghost may already be past it, so the ghost stays; the edits stay in
+      // the view and are resent as one new change once the state has been pulled: on a
+      // tombstone as a create (a local edit wins over a concurrent delete), and a delete of
+      // what is gone is nothing to send.
+      const next = settle({ ...rec, sent: null, refusals }, ctx);
+      return { rec: next, effects: [{ type: 'pull' }] };
     }
   }
 }
