@@ -9,7 +9,7 @@
  * resubscribe with the variables it was first given (a stale `since`), while the bucket
  * resubscribes from its latest cursor once the connection is back.
  */
-import { createClient, type Client as WsClient } from 'graphql-ws';
+import { createClient, type Client as WsClient } from 'graphql-ws/client';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { ClientError, ClientErrorCode, toClientError } from './errors.js';
 import type { TypedDocumentString } from './generated/graphql.js';
