@@ -6,6 +6,7 @@ import { addAdminCommands } from './admin/commands.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { addClusterCommands } from './admin/cluster-commands.js';
+import { addBackupCommands } from './admin/backup-commands.js';
 import { checkClusterConfig, defaultLimits, type Limits } from './options.js';
 import { startNode } from './server/node.js';
 
@@ -176,6 +177,7 @@ export function cli(argv: string[]): Command {
     });
   addAdminCommands(program);
   addClusterCommands(program);
+  addBackupCommands(program);
   program.parse(argv);
   return program;
 }

@@ -9,6 +9,9 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import { getOperationAST, GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
 import type { OperationResult } from 'graphql-ws';
 import { useGraphQlJit } from '@envelop/graphql-jit';
@@ -28,6 +31,7 @@ import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
+import { backupLines } from '../storage/backup.js';
 import { keyMatches, resolveAdminKey } from './admin-key.js';
 import { Authenticator, type Access } from '../auth/access.js';
 import { Directory } from '../auth/directory.js';
@@ -281,6 +285,24 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
   server.on(options.tls ? 'secureConnection' : 'connection', onConnection);
 
+  /** Streams a consistent snapshot of the whole store (storage/backup.ts), gzipped. */
+  async function sendBackup(res: ServerResponse, requestId: string): Promise<void> {
+    const createdAt = new Date().toISOString();
+    res.writeHead(200, {
+      'content-type': 'application/gzip',
+      'content-disposition': `attachment; filename="syncgraph-${engine.nodeId}-${createdAt.replace(/[:.]/g, '-')}.ndjson.gz"`,
+    });
+    log.info({ reqId: requestId }, 'backup started');
+    try {
+      await pipeline(Readable.from(backupLines(store, { nodeId: engine.nodeId, createdAt })), createGzip(), res);
+      log.info({ reqId: requestId }, 'backup sent');
+    } catch (error) {
+      // The client went away, or the node is closing: the partial file fails its trailer check.
+      log.warn({ reqId: requestId, err: error }, 'backup cut short');
+      res.destroy();
+    }
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (overLimit.has(req.socket)) {
@@ -299,14 +321,20 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       res.end(JSON.stringify({ status: waiting.length === 0 ? 'ready' : 'not ready', reasons: waiting }));
       return;
     }
+    const secret = /^Bearer +(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    const operator = secret !== undefined && keyMatches(secret, admin.key);
     if (url.pathname === '/metrics' && req.method === 'GET') {
-      const secret = /^Bearer +(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
-      const allowed = secret !== undefined && (keyMatches(secret, admin.key) || (options.metricsToken !== undefined && keyMatches(secret, options.metricsToken)));
+      const allowed = operator || (secret !== undefined && options.metricsToken !== undefined && keyMatches(secret, options.metricsToken));
       if (!allowed) return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'metrics need the admin key or the metrics token', { 'www-authenticate': 'Bearer' });
       const body = await metrics.render();
       res.writeHead(200, { 'content-type': metrics.contentType });
       res.end(body);
       return;
+    }
+    if (url.pathname === '/admin/backup' && req.method === 'GET') {
+      // Every app's data: the node's own admin key only.
+      if (!operator) return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'a backup needs the node admin key', { 'www-authenticate': 'Bearer' });
+      return sendBackup(res, requestId);
     }
     if (url.pathname !== '/graphql') return sendError(res, 404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
     let access: Access | undefined;
