@@ -368,15 +368,33 @@ export class Bucket {
         if (ended !== null && ended.code !== ClientErrorCode.NETWORK_ERROR && !this.closed) {
           // Ended by the server (SLOW_CONSUMER, an expired credential...): resume from the cursor.
           this.ctx.error({ error: ended, bucket: this.name });
-          if (ended.code !== ClientErrorCode.SLOW_CONSUMER) await this.wake.wait(backoffMs(attempt++, this.ctx.options.backoff, this.ctx.options.random));
+          if (ended.code === ClientErrorCode.INVALID_CURSOR) await this.restartStream();
+          else if (ended.code !== ClientErrorCode.SLOW_CONSUMER) await this.wake.wait(backoffMs(attempt++, this.ctx.options.backoff, this.ctx.options.random));
         }
       } catch (error) {
         if (this.closed) break;
-        this.ctx.error({ error: toClientError(error), bucket: this.name });
-        await this.wake.wait(backoffMs(attempt++, this.ctx.options.backoff, this.ctx.options.random));
+        const failure = toClientError(error);
+        this.ctx.error({ error: failure, bucket: this.name });
+        if (failure.code === ClientErrorCode.INVALID_CURSOR) await this.restartStream();
+        else await this.wake.wait(backoffMs(attempt++, this.ctx.options.backoff, this.ctx.options.random));
       }
     }
     for (const waiter of this.pullWaiters.splice(0)) waiter.reject(closedError());
+  }
+
+  /**
+   * The node does not know our cursor (its data was replaced, say): read the stream again from
+   * the start. Versions there may be lower than our ghosts', so the ghosts are forgotten; keys
+   * with pending edits keep them (rebased onto what the replay brings, then resent).
+   */
+  private async restartStream(): Promise<void> {
+    await this.state.run(async () => {
+      const reset: KeyRecord[] = [];
+      for (const rec of this.records.values()) {
+        reset.push(rec.sent === null && rec.unsent === null ? emptyRecord(rec.key) : { ...rec, ghost: { version: 0, data: null } });
+      }
+      await this.commit(reset, 'remote', null);
+    });
   }
 
   /** Pages through the change stream from the cursor until caught up, reporting progress. */

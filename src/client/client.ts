@@ -54,6 +54,8 @@ export class SyncClient {
         fetch: options.fetch,
         backoff: resolved.backoff,
         random: resolved.random,
+        requestTimeoutMs: resolved.requestTimeoutMs,
+        pingIntervalMs: resolved.pingIntervalMs,
         onError: (error) => this.reportError({ error, bucket: null }),
       });
     this.ctx = {

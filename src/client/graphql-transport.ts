@@ -35,6 +35,13 @@ export interface GraphQLTransportOptions {
   fetch?: typeof fetch | undefined;
   backoff: BackoffOptions;
   random: () => number;
+  /** A request without an answer after this long fails (NETWORK_ERROR) and is retried. */
+  requestTimeoutMs: number;
+  /**
+   * The live connection is pinged this often; without a pong within the same time it is
+   * dropped and reconnected (a network that silently stops passing packets never closes it).
+   */
+  pingIntervalMs: number;
   /** A failure worth reporting that no caller sees (a token function that threw, say). */
   onError?: (error: ClientError) => void;
 }
@@ -50,6 +57,7 @@ export class GraphQLTransport implements Transport {
   private closed = false;
   private readonly listeners = new Set<(connected: boolean) => void>();
   private readonly active = new Set<{ end: (error: ClientError) => void }>();
+  private readonly inFlight = new Set<AbortController>();
   private readonly fetchImpl: typeof fetch;
 
   constructor(private readonly options: GraphQLTransportOptions) {
@@ -74,16 +82,26 @@ export class GraphQLTransport implements Transport {
     Object.assign(headers, await this.authHeaders());
     let response: Response;
     let body: GraphQLResponse<TResult>;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.options.requestTimeoutMs);
+    this.inFlight.add(abort);
     try {
       response = await this.fetchImpl(this.options.url, {
         method: 'POST',
         headers,
         body: JSON.stringify({ query: document.toString(), variables }),
+        signal: abort.signal,
       });
       body = (await response.json()) as GraphQLResponse<TResult>;
     } catch (error) {
+      if (this.closed) throw new ClientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed');
+      this.requestOutcome(false);
       throw new ClientError(ClientErrorCode.NETWORK_ERROR, `request failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(abort);
     }
+    this.requestOutcome(true);
     const first = body.errors?.[0];
     if (first !== undefined) throw graphQLError(first);
     if (body.data === undefined || body.data === null) {
@@ -143,6 +161,7 @@ export class GraphQLTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const abort of this.inFlight) abort.abort();
     for (const entry of [...this.active]) entry.end(new ClientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'));
     const ws = this.ws;
     this.ws = null;
@@ -150,12 +169,19 @@ export class GraphQLTransport implements Transport {
     await ws?.dispose();
   }
 
+  /** Without a live connection, "connected" means the last request reached the node. */
+  private requestOutcome(reached: boolean): void {
+    if (!this.options.live) this.setConnected(reached);
+  }
+
   private connect(): WsClient {
-    const { backoff, random } = this.options;
+    const { backoff, random, pingIntervalMs } = this.options;
     const wsUrl = this.options.wsUrl ?? this.options.url.replace(/^http/, 'ws');
-    const ws = createClient({
+    let pongTimer: ReturnType<typeof setTimeout> | undefined;
+    const ws: WsClient = createClient({
       url: wsUrl,
       lazy: false,
+      keepAlive: pingIntervalMs,
       retryAttempts: Infinity,
       // Every close is worth a retry: the node restarting, a revoked or expired token (4403,
       // refreshed by the token function at the next connect), a lost network.
@@ -183,7 +209,17 @@ export class GraphQLTransport implements Transport {
         connected: () => {
           if (this.ws === ws) this.setConnected(true);
         },
+        ping: (received) => {
+          if (received) return;
+          clearTimeout(pongTimer);
+          // terminate() closes at once (4499) and graphql-ws reconnects.
+          pongTimer = setTimeout(() => ws.terminate(), pingIntervalMs);
+        },
+        pong: (received) => {
+          if (received) clearTimeout(pongTimer);
+        },
         closed: () => {
+          clearTimeout(pongTimer);
           // Registered before graphql-ws's own listeners: the subscriptions are ended (and
           // disposed) before graphql-ws could resubscribe them with stale variables.
           for (const entry of [...this.active]) entry.end(new ClientError(ClientErrorCode.NETWORK_ERROR, 'connection lost'));

@@ -42,6 +42,10 @@ export interface ClientOptions {
   pageSize?: number;
   /** Retry delays of failed requests and reconnects. @default { initialMs: 500, maxMs: 30000 } */
   backoff?: Partial<BackoffOptions>;
+  /** A request without an answer after this long fails and is retried. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Ping interval of the live connection; a missing pong for as long drops it. @default 15000 */
+  pingIntervalMs?: number;
   /** BAD_VERSION / MISSING_ENTITY refusals of one key in a row before its edits are dropped. @default 5 */
   refusalsMax?: number;
   /** The user name stamped on events appended without one. @default 'anonymous' */
@@ -69,6 +73,8 @@ export interface ResolvedClientOptions {
   batchSizeMax: number;
   pageSize: number;
   backoff: BackoffOptions;
+  requestTimeoutMs: number;
+  pingIntervalMs: number;
   refusalsMax: number;
   eventUser: string;
   now: () => number;
@@ -81,10 +87,12 @@ export function resolveOptions(options: ClientOptions): ResolvedClientOptions {
     batchSizeMax = 100,
     pageSize = 1000,
     backoff = {},
+    requestTimeoutMs = 30_000,
+    pingIntervalMs = 15_000,
     refusalsMax = 5,
     eventUser = 'anonymous',
     now = () => Date.now(),
     random = () => Math.random(),
   } = options;
-  return { live, batchSizeMax, pageSize, backoff: { ...defaultBackoff, ...backoff }, refusalsMax, eventUser, now, random };
+  return { live, batchSizeMax, pageSize, backoff: { ...defaultBackoff, ...backoff }, requestTimeoutMs, pingIntervalMs, refusalsMax, eventUser, now, random };
 }

@@ -69,12 +69,21 @@ describe('live sync', () => {
     await until('a sees the update and nothing is pending', [a, b], async () => same(await na.get('n1'), { title: 'Hello', done: true }) && a.status.pending === 0 && b.status.pending === 0);
     expect(a.status).toMatchObject({ online: true, pending: 0, lastAcknowledged: { bucket: name, key: 'n1', version: 1 } });
     expect(a.status.lastSyncedAt).toEqual(expect.any(Number));
+    // pull() while live: the subscription steps aside for a catch-up and resumes.
+    await gqlData({ ...node, adminKey: token }, SubmitChanges, { bucket: name, clientId: null, changes: [{ ccid: 'feed01', key: 'n2', op: 'MODIFY', data: { via: 'http' } }] });
+    await nb.pull();
+    expect(await nb.get('n2')).toEqual({ via: 'http' });
+    await na.sync();
+    expect(await na.get('n2')).toEqual({ via: 'http' });
     await na.delete('n1');
-    await until('b sees the delete', [a, b], async () => (await nb.get('n1')) === undefined && (await nb.list()).length === 0);
-    expect((await serverLog(name)).map((c) => [c.op, c.version])).toEqual([
-      ['MODIFY', 1],
-      ['MODIFY', 2],
-      ['DELETE', 3],
+    await na.delete('n2');
+    await until('b sees the deletes', [a, b], async () => (await nb.get('n1')) === undefined && (await nb.list()).length === 0);
+    expect((await serverLog(name)).map((c) => [c.key, c.op, c.version])).toEqual([
+      ['n1', 'MODIFY', 1],
+      ['n1', 'MODIFY', 2],
+      ['n2', 'MODIFY', 1],
+      ['n1', 'DELETE', 3],
+      ['n2', 'DELETE', 2],
     ]);
   });
 });
