@@ -919,6 +919,20 @@ export class Cluster implements Router {
     this.handoffByPeer = byPeer;
   }
 
+  /** Per peer of a partition's list: records it lacked at the last exchange that this node holds (open partitions only). */
+  partitionLag(id: string): Record<string, number> {
+    const partition = this.engine.openedPartition(id);
+    if (partition === undefined) return {};
+    const lag: Record<string, number> = {};
+    for (const node of this.preferenceList(id)) {
+      const theirs = this.peerVectors.get(`${node}|${id}`);
+      if (node === this.nodeId || theirs === undefined) continue;
+      lag[node] =
+        lagOf(theirs.changes, new Map(Object.entries(partition.vectorOf('changes')))) + lagOf(theirs.events, new Map(Object.entries(partition.vectorOf('events'))));
+    }
+    return lag;
+  }
+
   /**
    * Per peer: records of the partitions both replicate, open here, that this node holds and the
    * peer lacked when it last told its vectors; and partitions held here for it.

@@ -33,6 +33,8 @@ export class Metrics {
   readonly slowConsumers: Counter;
   readonly repairs: Counter<'peer' | 'direction'>;
   private sources: MetricSources = {};
+  /** Changes applied since the start (the admin page charts its rate). */
+  changesApplied = 0;
 
   constructor() {
     const registers = [this.registry];
@@ -152,7 +154,11 @@ export class Metrics {
       if (result.error !== null) {
         this.changes.inc({ result: 'rejected' });
         this.changesRejected.inc({ reason: result.error.code });
-      } else this.changes.inc({ result: result.duplicate ? 'duplicate' : result.noop ? 'noop' : 'applied' });
+      } else {
+        const kind = result.duplicate ? 'duplicate' : result.noop ? 'noop' : 'applied';
+        this.changes.inc({ result: kind });
+        if (kind === 'applied') this.changesApplied++;
+      }
     }
   }
 

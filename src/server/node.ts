@@ -46,6 +46,7 @@ import { serveGraphQLWs } from './ws-adapter.js';
 import { buildSchema } from './schema.js';
 import { useErrorCodes } from './use-error-codes.js';
 import { Metrics } from './metrics.js';
+import { ADMIN_CSS, ADMIN_HEADERS, ADMIN_HTML, ADMIN_JS, adminCredential, type AdminStatus } from './admin-view.js';
 import { countErrors, countOperation, useMetrics } from './use-metrics.js';
 
 export interface RunningNode {
@@ -285,6 +286,30 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
   server.on(options.tls ? 'secureConnection' : 'connection', onConnection);
 
+  const startedAt = new Date();
+  /** What the admin page shows (server/admin-view.ts). */
+  async function adminStatus(): Promise<AdminStatus> {
+    const ids = await engine.partitionIds();
+    const shown = ids.slice(0, 200).map((id) => ({
+      id,
+      replicas: cluster?.preferenceList(id) ?? [engine.nodeId],
+      replica: cluster?.isReplica(id) ?? true,
+      lag: cluster?.partitionLag(id) ?? {},
+    }));
+    return {
+      nodeId: engine.nodeId,
+      clusterNodeId: cluster?.nodeId ?? null,
+      startedAt: startedAt.toISOString(),
+      uptimeSeconds: (Date.now() - startedAt.getTime()) / 1000,
+      replicas: cluster?.replicaCount ?? 1,
+      writeQuorum: cluster?.writeQuorum ?? 1,
+      members: cluster?.nodes() ?? [{ id: engine.nodeId, address: `${options.host}:${options.port}`, status: 'active', up: true, self: true }],
+      handoff: cluster?.handoffProgress() ?? { pending: 0, moved: 0 },
+      partitions: { total: ids.length, shown },
+      totals: { changesApplied: metrics.changesApplied, subscriptionsLive: engine.subscriberCount },
+    };
+  }
+
   /** Streams a consistent snapshot of the whole store (storage/backup.ts), gzipped. */
   async function sendBackup(res: ServerResponse, requestId: string): Promise<void> {
     const createdAt = new Date().toISOString();
@@ -322,12 +347,29 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       return;
     }
     const secret = /^Bearer +(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
-    const operator = secret !== undefined && keyMatches(secret, admin.key);
+    const operator = adminCredential(req.headers.authorization, (key) => keyMatches(key, admin.key));
     if (url.pathname === '/metrics' && req.method === 'GET') {
       const allowed = operator || (secret !== undefined && options.metricsToken !== undefined && keyMatches(secret, options.metricsToken));
       if (!allowed) return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'metrics need the admin key or the metrics token', { 'www-authenticate': 'Bearer' });
       const body = await metrics.render();
       res.writeHead(200, { 'content-type': metrics.contentType });
+      res.end(body);
+      return;
+    }
+    if (url.pathname === '/admin/') {
+      res.writeHead(308, { location: '/admin' });
+      res.end();
+      return;
+    }
+    const page = ADMIN_PAGES[url.pathname];
+    if (page !== undefined && req.method === 'GET') {
+      if (!operator) {
+        return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'the admin page needs the node admin key (as the password)', {
+          'www-authenticate': 'Basic realm="syncgraph admin", charset="UTF-8"',
+        });
+      }
+      const body = page === 'status' ? JSON.stringify(await adminStatus()) : page.body;
+      res.writeHead(200, { ...ADMIN_HEADERS, 'content-type': page === 'status' ? 'application/json' : page.type });
       res.end(body);
       return;
     }
@@ -574,6 +616,14 @@ interface Enveloped {
 }
 
 const TOO_LARGE = Symbol('too large');
+
+/** The admin page's files, by path; `status` is made per request. */
+const ADMIN_PAGES: Record<string, { type: string; body: string } | 'status' | undefined> = {
+  '/admin': { type: 'text/html; charset=utf-8', body: ADMIN_HTML },
+  '/admin/admin.js': { type: 'text/javascript; charset=utf-8', body: ADMIN_JS },
+  '/admin/admin.css': { type: 'text/css; charset=utf-8', body: ADMIN_CSS },
+  '/admin/status.json': 'status',
+};
 
 /** This node's view of the cluster's members (replication/membership.ts). */
 const MEMBERS_KEY = 'cluster!members';
