@@ -10,6 +10,7 @@ import { ClientError, ClientErrorCode } from './errors.js';
 import { EventStream } from './events.js';
 import { GraphQLTransport } from './graphql-transport.js';
 import { LocalStore } from './local-store.js';
+import { TabTransport } from './tab-transport.js';
 import { resolveOptions, type BucketOptions, type ClientOptions } from './options.js';
 import { initialStatus, reduceStatus, type StatusEvent, type SyncStatus } from './status.js';
 import type { Transport } from './transport.js';
@@ -41,8 +42,7 @@ export class SyncClient {
     const store = new LocalStore(options.store);
     this.clientId = store.clientId(() => uuidv7());
     this.clientId.catch(() => undefined);
-    this.transport =
-      options.transport ??
+    const connect = (): Transport =>
       new GraphQLTransport({
         url: options.url,
         ...(options.wsUrl !== undefined ? { wsUrl: options.wsUrl } : {}),
@@ -58,6 +58,19 @@ export class SyncClient {
         pingIntervalMs: resolved.pingIntervalMs,
         onError: (error) => this.reportError({ error, bucket: null }),
       });
+    const share = options.shareConnection === true ? {} : options.shareConnection || undefined;
+    this.transport =
+      options.transport ??
+      (share === undefined
+        ? connect()
+        : new TabTransport({
+            name: share.name ?? `syncgraph:${options.url}`,
+            createTransport: connect,
+            ...(share.channel !== undefined ? { channel: share.channel } : {}),
+            ...(share.locks !== undefined ? { locks: share.locks } : {}),
+            ...(share.tabId !== undefined ? { tabId: share.tabId } : {}),
+            requestTimeoutMs: resolved.requestTimeoutMs,
+          }));
     this.ctx = {
       transport: this.transport,
       store,

@@ -5,7 +5,8 @@
 export { createClient, SyncClient, type ClientEvents } from './client.js';
 export { Bucket, type BucketChange, type BucketListener, type Updater } from './bucket.js';
 export { EventStream, type AppendEvent, type PushEventsResult, type SyncEvent } from './events.js';
-export type { ClientOptions, BucketOptions } from './options.js';
+export type { ClientOptions, BucketOptions, ShareConnectionOptions } from './options.js';
+export type { ChannelLike, LockManagerLike } from './tab-transport.js';
 export type { Conflict, ConflictResolver } from './key-state.js';
 export type { SyncStatus } from './status.js';
 export type { ProgressEvent, SyncErrorEvent } from './context.js';

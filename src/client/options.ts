@@ -6,6 +6,18 @@ import type { ConflictResolver } from './key-state.js';
 import type { LevelDatabase } from './local-store.js';
 import type { TokenSource } from './graphql-transport.js';
 import type { Transport } from './transport.js';
+import type { ChannelLike, LockManagerLike } from './tab-transport.js';
+
+/** Sharing one live connection between the tabs of an origin (see docs/CLIENT.md). */
+export interface ShareConnectionOptions {
+  /** Lock and channel name. @default `syncgraph:${url}` */
+  name?: string;
+  /** @default new BroadcastChannel(name) */
+  channel?: ChannelLike;
+  /** @default navigator.locks */
+  locks?: LockManagerLike;
+  tabId?: string;
+}
 
 export interface ClientOptions {
   /** The node's GraphQL endpoint, e.g. `https://sync.example.com/graphql`. */
@@ -50,7 +62,12 @@ export interface ClientOptions {
   refusalsMax?: number;
   /** The user name stamped on events appended without one. @default 'anonymous' */
   eventUser?: string;
-  /** Instead of HTTP + graphql-ws: a transport of your own (e.g. one shared between tabs). */
+  /**
+   * One connection for all tabs of the origin: the tab holding a Web Lock connects, the others
+   * relay through it over a BroadcastChannel. Each tab still needs its own store. @default false
+   */
+  shareConnection?: boolean | ShareConnectionOptions;
+  /** Instead of HTTP + graphql-ws: a transport of your own. */
   transport?: Transport;
   /** @default Date.now */
   now?: () => number;
