@@ -13,6 +13,9 @@ import { gqlData } from '../support/client.js';
 import { closeClients, createTestApp, lossyFetch, sdkClient, startLink, until, watch, type Link, type TestApp } from '../support/client-harness.js';
 import { cleanupNodes, startNodeProcess, tempDataDir, type NodeProcess } from '../support/node-process.js';
 import { ChangesPage, SubmitChanges } from '../support/operations.js';
+import { FaultyTransport } from '../support/client-faulty-transport.js';
+import { GraphQLTransport } from '../../src/client/graphql-transport.js';
+import WebSocket from 'ws';
 
 let node: NodeProcess;
 let app: TestApp;
@@ -251,6 +254,50 @@ describe('resume', () => {
     expect(pages[0]!.variables.since).toBe(log[1]!.cursor);
     await a.close();
     await n.stop();
+  });
+});
+
+describe('subscriptions ended by the server', () => {
+  it('SLOW_CONSUMER: the bucket resubscribes from its cursor; every later change arrives once', async () => {
+    const name = freshBucket();
+    const transport = new FaultyTransport(
+      new GraphQLTransport({
+        url: node.graphqlUrl,
+        credential: token,
+        live: true,
+        webSocketImpl: WebSocket,
+        backoff: { initialMs: 50, maxMs: 500 },
+        random: Math.random,
+        requestTimeoutMs: 10_000,
+        pingIntervalMs: 10_000,
+      }),
+    );
+    const a = sdkClient({ url: node.graphqlUrl, transport });
+    const writer = sdkClient({ url: node.graphqlUrl, token, live: false });
+    const na = watch(a, a.bucket(name));
+    const w = writer.bucket(name);
+    const arrivals: string[] = [];
+    na.subscribe((change) => {
+      if (change.source === 'remote') arrivals.push(change.key);
+    });
+    const errors: string[] = [];
+    a.on('error', (e) => errors.push(e.error.code));
+    for (let i = 0; i < 5; i++) await w.set(`r${i}`, { i });
+    await w.push();
+    await until('a has the first five', [a], async () => (await na.list()).length === 5);
+    await transport.live();
+    const log = await serverLog(name);
+
+    expect(transport.endSubscriptions('SLOW_CONSUMER')).toBe(1);
+    for (let i = 5; i < 10; i++) await w.set(`r${i}`, { i });
+    await w.push();
+    await until('a has all ten', [a], async () => (await na.list()).length === 10);
+    expect(errors).toContain('SLOW_CONSUMER');
+    expect(arrivals).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
+    // Resumed where it was: the subscription after the fault starts at the fifth change's cursor.
+    const resumed = transport.subscriptions.at(-1)!.variables as { since: string | null };
+    expect(transport.subscriptions.length).toBeGreaterThanOrEqual(2);
+    expect(resumed.since === log[4]!.cursor || (await serverLog(name)).some((c, i) => i >= 4 && c.cursor === resumed.since)).toBe(true);
   });
 });
 
