@@ -4,10 +4,10 @@
  */
 import { addAdminCommands } from './admin/commands.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { addClusterCommands } from './admin/cluster-commands.js';
 import { addBackupCommands } from './admin/backup-commands.js';
-import { checkClusterConfig, defaultLimits, type Limits } from './options.js';
+import { checkConfig, ConfigError, LOG_LEVELS, nodeOptionsOf, readConfigFile, redacted, type StartConfig } from './config.js';
+import { defaultLimits, type Limits } from './options.js';
 import { startNode } from './server/node.js';
 
 function port(value: string): number {
@@ -62,29 +62,33 @@ interface StartOptions {
 }
 
 /**
- * `--config file.json`: the same options as the command line, by their camelCase names
- * (`{"nodeId": "n1", "peers": ["10.0.0.2:4000"], ...}`). The command line and the environment
- * win over the file.
+ * The settings of `start` from their three sources: the config file (`--config`), then the
+ * environment, then the command line, each winning over the one before; commander's defaults
+ * only where none of them says anything. Checked as a whole by config.ts.
  */
-function withConfigFile(command: Command, opts: StartOptions): StartOptions {
-  if (opts.config === undefined) return opts;
-  let file: Record<string, unknown>;
-  try {
-    file = JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    command.error(`cannot read --config ${opts.config}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  const merged: Record<string, unknown> = { ...opts };
-  for (const [name, value] of Object.entries(file)) {
+function mergedSettings(command: Command, opts: StartOptions): { settings: Record<string, unknown>; origin: (field: string) => string } {
+  const file = opts.config === undefined ? {} : readConfigFile(opts.config);
+  const settings: Record<string, unknown> = { ...file };
+  for (const [name, value] of Object.entries(opts)) {
+    if (name === 'config' || value === undefined) continue;
     const source = command.getOptionValueSource(name);
-    if (source === undefined && !(name in opts) && !KNOWN_FILE_OPTIONS.has(name)) command.error(`--config: unknown option ${name}`);
-    if (source === 'cli' || source === 'env') continue;
-    merged[name] = name === 'peers' && typeof value === 'string' ? list(value) : value;
+    const key = name === 'limit' ? 'limits' : name;
+    if (key === 'limits') {
+      const fromFile = typeof file['limits'] === 'object' && file['limits'] !== null ? (file['limits'] as Record<string, unknown>) : {};
+      settings['limits'] = { ...fromFile, ...(value as Record<string, unknown>) };
+    } else if (source === 'cli' || source === 'env' || !(key in file)) settings[key] = value;
   }
-  return merged as unknown as StartOptions;
+  const origin = (field: string) => {
+    const name = field.split('.')[0]!;
+    const option = command.options.find((o) => o.attributeName() === (name === 'limits' ? 'limit' : name));
+    const source = option === undefined ? undefined : command.getOptionValueSource(option.attributeName());
+    if (source === 'cli') return `${field} (${option!.long})`;
+    if (source === 'env') return `${field} (${option!.envVar})`;
+    if (opts.config !== undefined && name in file) return `${field} (in ${opts.config})`;
+    return option === undefined ? field : `${field} (${[option.long, option.envVar].filter((x) => x !== undefined).join(' or ')})`;
+  };
+  return { settings, origin };
 }
-
-const KNOWN_FILE_OPTIONS = new Set(['host', 'port', 'data', 'adminKey', 'logLevel', 'nodeId', 'peers', 'replicas', 'writeQuorum', 'clusterKey', 'advertise', 'tlsCert', 'tlsKey', 'corsOrigin', 'asyncReads', 'metricsToken']);
 
 export function cli(argv: string[]): Command {
   const program = new Command('syncgraph').description('A sync node for offline-first apps').showHelpAfterError();
@@ -102,7 +106,7 @@ export function cli(argv: string[]): Command {
     .option('--no-graphiql', 'do not serve GraphiQL')
     .option('--async-reads', 'read LevelDB on its thread pool, not the event loop (data much larger than memory)', false)
     .option('--limit <name=value>', 'override a limit (repeatable), e.g. --limit entityBytesMax=2097152', limit, {})
-    .option('--config <file>', 'read options from a JSON file (command line and environment win)')
+    .option('--config <file>', 'read settings from a JSON or YAML file (the environment and the command line win over it)')
     .addOption(new Option('--node-id <id>', "this node's id in a peer cluster (keep it across restarts)").env('SYNCGRAPH_NODE_ID'))
     .addOption(new Option('--peers <host:port,...>', 'peers to connect to (may include this node)').argParser(list).env('SYNCGRAPH_PEERS'))
     .addOption(new Option('--replicas <n>', 'replicas per partition, N (default: 3, at most the cluster size)').argParser(positive).env('SYNCGRAPH_REPLICAS'))
@@ -110,49 +114,18 @@ export function cli(argv: string[]): Command {
     .addOption(new Option('--cluster-key <secret>', 'secret shared by the cluster nodes (16+ characters)').env('SYNCGRAPH_CLUSTER_KEY'))
     .addOption(new Option('--advertise <host:port>', 'address peers reach this node at (default: --host and the port)').env('SYNCGRAPH_ADVERTISE'))
     .addOption(new Option('--metrics-token <secret>', 'bearer token for GET /metrics only, for Prometheus (16+ characters; the admin key works too)').env('SYNCGRAPH_METRICS_TOKEN'))
-    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .action(async (given: StartOptions, command: Command) => {
-      const opts = withConfigFile(command, given);
-      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
-        program.error('--tls-cert and --tls-key go together');
+      let config: StartConfig;
+      try {
+        const { settings, origin } = mergedSettings(command, given);
+        config = checkConfig(settings, origin);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        return program.error(`invalid configuration:\n  ${error.problems.join('\n  ')}`);
       }
-      const clustered = opts.nodeId !== undefined || opts.peers !== undefined || opts.clusterKey !== undefined;
-      if (clustered && (opts.nodeId === undefined || opts.clusterKey === undefined)) {
-        program.error('a cluster node needs --node-id and --cluster-key (and --peers)');
-      }
-      const cluster = clustered
-        ? {
-            nodeId: opts.nodeId!,
-            peers: opts.peers ?? [],
-            clusterKey: opts.clusterKey!,
-            ...(opts.replicas !== undefined ? { replicas: Number(opts.replicas) } : {}),
-            ...(opts.writeQuorum !== undefined ? { writeQuorum: Number(opts.writeQuorum) } : {}),
-            ...(opts.advertise !== undefined ? { advertise: opts.advertise } : {}),
-          }
-        : undefined;
-      if (cluster !== undefined) {
-        try {
-          checkClusterConfig(cluster);
-        } catch (error) {
-          program.error(error instanceof Error ? error.message : String(error));
-        }
-      }
-      if (opts.metricsToken !== undefined && opts.metricsToken.length < 16) program.error('--metrics-token must have at least 16 characters');
-      const node = await startNode({
-        host: opts.host,
-        port: opts.port,
-        dataDir: opts.data,
-        adminKey: opts.adminKey,
-        logLevel: opts.logLevel,
-        limits: opts.limit,
-        asyncReads: opts.asyncReads,
-        ...(opts.tlsCert !== undefined && opts.tlsKey !== undefined ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } } : {}),
-        corsOrigins: opts.corsOrigin,
-        introspection: opts.introspection,
-        graphiql: opts.graphiql,
-        ...(cluster !== undefined ? { cluster } : {}),
-        ...(opts.metricsToken !== undefined ? { metricsToken: opts.metricsToken } : {}),
-      });
+      const node = await startNode(nodeOptionsOf(config));
+      const opts = { data: config.data ?? './data' };
       if (node.adminKeyGenerated) {
         process.stdout.write(
           `\nGenerated an admin key (shown only this once; kept in ${opts.data}/admin-key):\n\n  ${node.adminKey}\n\n` +
@@ -178,6 +151,21 @@ export function cli(argv: string[]): Command {
   addAdminCommands(program);
   addClusterCommands(program);
   addBackupCommands(program);
+  program
+    .command('config')
+    .description('configuration files')
+    .command('check <file>')
+    .description('check a config file (JSON or YAML) as `start --config` would, and show its settings')
+    .action((file: string) => {
+      try {
+        const config = checkConfig(readConfigFile(file), (field) => `${field} (in ${file})`);
+        process.stdout.write(`${JSON.stringify({ ok: true, settings: redacted(config) }, null, 2)}\n`);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`invalid configuration:\n  ${error.problems.join('\n  ')}\n`);
+        process.exitCode = 1;
+      }
+    });
   program.parse(argv);
   return program;
 }

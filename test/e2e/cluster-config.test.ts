@@ -101,11 +101,11 @@ describe('cluster configuration', () => {
 
   it('refuses to start with a bad cluster configuration, saying why', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [['--node-id', 'n1'], /--node-id and --cluster-key/],
+      [['--node-id', 'n1'], /clusterKey \(--cluster-key or SYNCGRAPH_CLUSTER_KEY\): a cluster node needs nodeId and clusterKey/],
       [['--node-id', 'n1', '--cluster-key', 'short'], /at least 16 characters/],
-      [['--node-id', 'bad id!', '--cluster-key', 'a-long-enough-cluster-key'], /node id/],
-      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--peers', 'nohostport'], /not host:port/],
-      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--replicas', '2', '--write-quorum', '3'], /write quorum/],
+      [['--node-id', 'bad id!', '--cluster-key', 'a-long-enough-cluster-key'], /nodeId \(--node-id\): must be 1 to 64 of/],
+      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--peers', 'nohostport'], /peers\.0 \(--peers\): must be host:port/],
+      [['--node-id', 'n1', '--cluster-key', 'a-long-enough-cluster-key', '--replicas', '2', '--write-quorum', '3'], /writeQuorum \(--write-quorum\): cannot exceed the replicas \(2\)/],
     ];
     for (const [args, why] of cases) {
       const child = spawn(process.execPath, [BIN, 'start', '--port', '0', '--data', tempDataDir(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

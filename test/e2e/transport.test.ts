@@ -63,7 +63,7 @@ describe('TLS', () => {
 
   it('refuses a certificate without its key', async () => {
     const node = startNodeProcess({ args: ['--tls-cert', '/nonexistent.pem'] });
-    await expect(node).rejects.toThrow(/tls-cert and --tls-key go together/);
+    await expect(node).rejects.toThrow(/tlsKey \(--tls-key\): tlsCert and tlsKey go together/);
   });
 });
 
