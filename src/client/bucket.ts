@@ -24,6 +24,7 @@ import {
   outcomeOf,
   pendingCount,
   receive,
+  type Conflict,
   type ConflictResolver,
   type KeyRecord,
   type TransitionContext,
@@ -212,8 +213,22 @@ export class Bucket {
       newCcid: this.ctx.newId,
       nextQueued: () => ++this.queued,
       refusalsMax: this.ctx.options.refusalsMax,
-      onConflict: this.onConflict,
+      onConflict: this.onConflict === undefined ? undefined : (conflict) => this.resolve(conflict),
     };
+  }
+
+  /** The app's resolver; one that throws keeps the merge (it must not stop the feed for good). */
+  private resolve(conflict: Conflict): JsonObject | null | undefined {
+    try {
+      const resolved = this.onConflict?.(conflict);
+      if (resolved === undefined || resolved === null) return resolved;
+      if (!isJsonObject(resolved)) throw new ClientError(ClientErrorCode.INVALID_INPUT, 'onConflict must return an object, null or undefined');
+      return JSON.parse(JSON.stringify(resolved)) as JsonObject;
+    } catch (error) {
+      const failure = new ClientError(ClientErrorCode.CALLBACK_FAILED, `onConflict failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      this.ctx.error({ error: failure, bucket: this.name, key: conflict.key });
+      return undefined;
+    }
   }
 
   /** Persists records (and the cursor) in one batch, then makes them visible and tells listeners. */

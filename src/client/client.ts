@@ -141,8 +141,11 @@ export class SyncClient {
     if (this.closed) return;
     this.closed = true;
     this.unlisten();
-    await Promise.all([...this.buckets.values()].map((b) => b.close()));
+    // Buckets stop first (no new requests), then the transport aborts what is in flight, which
+    // lets the buckets' loops end without waiting for a request timeout.
+    const stopping = Promise.all([...this.buckets.values()].map((b) => b.close()));
     await this.transport.close();
+    await stopping;
     this.apply({ type: 'online', online: false });
   }
 

@@ -10,6 +10,8 @@ export const ClientErrorCode = {
   NETWORK_ERROR: 'NETWORK_ERROR',
   /** The client was closed. */
   CLIENT_CLOSED: 'CLIENT_CLOSED',
+  /** An app callback (onConflict) threw; the SDK went on without its answer. */
+  CALLBACK_FAILED: 'CALLBACK_FAILED',
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
