@@ -50,6 +50,9 @@ export type Updater = (current: JsonObject | undefined) => JsonObject | null | u
 
 type StreamChange = ClientChangeFieldsFragment;
 
+/** Live changes received and not yet stored, at most. */
+const INCOMING_MAX = 10_000;
+
 export class Bucket {
   readonly keyPrefix: string;
   private readonly onConflict: ConflictResolver | undefined;
@@ -480,6 +483,9 @@ export class Bucket {
 
   private enqueue(changes: StreamChange[], cursor: string): void {
     this.incoming.push({ changes, cursor });
+    // Changes arriving faster than the store takes them: stop the subscription rather than
+    // buffer without bound; the feed catches up in pages from the cursor, then resubscribes.
+    if (this.incoming.length >= INCOMING_MAX) this.endLive?.();
     this.draining ??= this.drain().finally(() => {
       this.draining = null;
     });
