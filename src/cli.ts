@@ -5,7 +5,7 @@
 import { addAdminCommands } from './admin/commands.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { addClusterCommands } from './admin/cluster-commands.js';
-import { addBackupCommands } from './admin/backup-commands.js';
+import { addDataCommands } from './admin/data-commands.js';
 import { checkConfig, ConfigError, LOG_LEVELS, nodeOptionsOf, readConfigFile, redacted, type StartConfig } from './config.js';
 import { defaultLimits, type Limits } from './options.js';
 import { startNode } from './server/node.js';
@@ -150,7 +150,7 @@ export function cli(argv: string[]): Command {
     });
   addAdminCommands(program);
   addClusterCommands(program);
-  addBackupCommands(program);
+  addDataCommands(program);
   program
     .command('config')
     .description('configuration files')

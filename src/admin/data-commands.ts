@@ -1,9 +1,13 @@
 /**
- * `syncgraph backup`: a consistent snapshot of a running node (GET /admin/backup), written to a
- * file and checked whole before it gets its name. `syncgraph restore`: a backup file into an
- * empty data directory, for a node to start on. Both show a progress bar on a terminal.
+ * Moving a node's data in and out, with a progress display on a terminal:
+ * - `syncgraph backup`: a consistent snapshot of a running node (GET /admin/backup), written to a
+ *   file and checked whole before it gets its name; `syncgraph restore`: a backup file into an
+ *   empty data directory, for a node to start on.
+ * - `syncgraph export` / `import`: an app or a bucket as NDJSON (server/export.ts), from and into
+ *   running nodes. An import file is checked whole before anything is sent.
  */
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -13,6 +17,7 @@ import { createGunzip } from 'node:zlib';
 import { Command, Option } from 'commander';
 import { restoreLines, splitLines } from '../storage/backup.js';
 import { LevelStore } from '../storage/level-store.js';
+import { EXPORT_FORMAT, parseExportLine } from '../server/export.js';
 import { progressBar } from './cluster-commands.js';
 
 /** Counts the bytes going through, for a progress display. */
@@ -109,6 +114,82 @@ export async function restore(file: string, dataDir: string): Promise<{ dataDir:
   }
 }
 
+const baseUrl = (url: string) => url.replace(/\/(graphql)?$/, '');
+
+export async function exportData(url: string, adminKey: string, app: string, bucket: string | undefined, out: string) {
+  const query = new URLSearchParams({ app, ...(bucket !== undefined ? { bucket } : {}) });
+  const response = await fetch(`${baseUrl(url)}/admin/export?${query}`, { headers: { authorization: `Bearer ${adminKey}` } });
+  if (!response.ok || response.body === null) throw new Error(`the node answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
+  const partial = `${out}.partial`;
+  const line = statusLine();
+  try {
+    await pipeline(
+      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
+      counter((bytes) => line.show(`export: ${mib(bytes)} received`)),
+      createWriteStream(partial, { mode: 0o600 }),
+    );
+    line.end();
+    const counts = await checkExport(partial);
+    await rename(partial, out);
+    return { file: out, app, bucket: bucket ?? null, ...counts };
+  } catch (error) {
+    line.end();
+    rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+/** Reads an export file whole: its header, every line, its trailer and counts. */
+async function checkExport(file: string): Promise<{ entities: number; events: number; configs: number }> {
+  const counts = { entities: 0, events: 0, configs: 0 };
+  let lineNo = 0;
+  let trailer: { entities: number; events: number; configs: number } | undefined;
+  for await (const text of createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })) {
+    lineNo++;
+    if (text === '') continue;
+    if (trailer !== undefined) throw new Error(`line ${lineNo}: data after the end of the export`);
+    if (lineNo === 1) {
+      if ((JSON.parse(text) as { format?: unknown }).format !== EXPORT_FORMAT) throw new Error('not a syncgraph export');
+      continue;
+    }
+    const parsed = parseExportLine(text);
+    if (typeof parsed === 'string') throw new Error(`line ${lineNo}: ${parsed}`);
+    if ('end' in parsed) trailer = parsed;
+    else counts[parsed.type === 'entity' ? 'entities' : parsed.type === 'event' ? 'events' : 'configs']++;
+  }
+  if (trailer === undefined) throw new Error('the export has no trailer: it is incomplete');
+  if (trailer.entities !== counts.entities || trailer.events !== counts.events || trailer.configs !== counts.configs) {
+    throw new Error('the export does not hold what its trailer counts: it is damaged');
+  }
+  return counts;
+}
+
+export async function importData(url: string, adminKey: string, app: string, file: string): Promise<unknown> {
+  let checked: { entities: number; events: number; configs: number };
+  try {
+    checked = await checkExport(file);
+  } catch (error) {
+    throw new Error(`${file}: ${error instanceof Error ? error.message : String(error)} (nothing was imported)`);
+  }
+  const size = statSync(file).size;
+  const line = statusLine();
+  const body = createReadStream(file).pipe(counter((bytes) => line.show(`import: ${progressBar(bytes, size)} bytes`)));
+  try {
+    const response = await fetch(`${baseUrl(url)}/admin/import?${new URLSearchParams({ app })}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/x-ndjson' },
+      body: Readable.toWeb(body) as ReadableStream<Uint8Array>,
+      duplex: 'half',
+    } as RequestInit);
+    line.end();
+    const answer = (await response.json()) as unknown;
+    if (!response.ok) throw new Error(`the node answered ${response.status}: ${JSON.stringify(answer).slice(0, 500)}`);
+    return { file, app, sent: checked, ...(answer as object) };
+  } finally {
+    line.end();
+  }
+}
+
 async function report(action: () => Promise<unknown>): Promise<void> {
   try {
     process.stdout.write(`${JSON.stringify(await action(), null, 2)}\n`);
@@ -118,7 +199,7 @@ async function report(action: () => Promise<unknown>): Promise<void> {
   }
 }
 
-export function addBackupCommands(program: Command): void {
+export function addDataCommands(program: Command): void {
   program
     .command('backup')
     .description('write a consistent snapshot of a running node to a file (writes go on meanwhile)')
@@ -132,4 +213,25 @@ export function addBackupCommands(program: Command): void {
     .requiredOption('--in <file>', 'a file written by `syncgraph backup`')
     .requiredOption('--data <dir>', 'the data directory to create (must be empty)')
     .action((opts: { in: string; data: string }) => report(() => restore(opts.in, opts.data)));
+  const target = (command: Command) =>
+    command
+      .option('--url <url>', 'the running node', 'http://127.0.0.1:4000')
+      .addOption(new Option('--admin-key <key>', "the node's admin key").env('SYNCGRAPH_ADMIN_KEY').makeOptionMandatory());
+  target(
+    program
+      .command('export')
+      .description("write an app's buckets (or one bucket) as NDJSON: entities, events, settings")
+      .requiredOption('--app <id>', 'the app')
+      .option('--bucket <name>', 'only this bucket (every instance of it)')
+      .requiredOption('--out <file>', 'the NDJSON file to write'),
+  ).action((opts: { app: string; bucket?: string; out: string; url: string; adminKey: string }) =>
+    report(() => exportData(opts.url, opts.adminKey, opts.app, opts.bucket, opts.out)),
+  );
+  target(
+    program
+      .command('import')
+      .description('import an export file into an app of a running node (importing it again changes nothing)')
+      .requiredOption('--app <id>', 'the app to import into')
+      .requiredOption('--in <file>', 'a file written by `syncgraph export`'),
+  ).action((opts: { app: string; in: string; url: string; adminKey: string }) => report(() => importData(opts.url, opts.adminKey, opts.app, opts.in)));
 }

@@ -31,7 +31,8 @@ import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
-import { backupLines } from '../storage/backup.js';
+import { backupLines, splitLines } from '../storage/backup.js';
+import { ExportError, exportLines, importLines } from './export.js';
 import { keyMatches, resolveAdminKey } from './admin-key.js';
 import { Authenticator, type Access } from '../auth/access.js';
 import { Directory } from '../auth/directory.js';
@@ -328,6 +329,47 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     }
   }
 
+  /** An app or a bucket as NDJSON (server/export.ts). */
+  async function sendExport(res: ServerResponse, app: string, bucket: string | null, requestId: string): Promise<void> {
+    const lines = exportLines(engine, cluster ?? localRouter, app, bucket);
+    // The first line is made before the status goes out: a bad app or bucket name is a 400.
+    let first: IteratorResult<string>;
+    try {
+      first = await lines.next();
+    } catch (error) {
+      const { code, message } = error instanceof SyncError ? error : { code: ErrorCode.INTERNAL_SERVER_ERROR, message: 'export failed' };
+      return sendError(res, code === ErrorCode.INTERNAL_SERVER_ERROR ? 500 : 400, code, message);
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8' });
+    try {
+      await pipeline(
+        Readable.from((async function* () {
+          if (first.done !== true) yield first.value;
+          yield* lines;
+        })()),
+        res,
+      );
+    } catch (error) {
+      log.warn({ reqId: requestId, err: error }, 'export cut short');
+      res.destroy();
+    }
+  }
+
+  async function receiveImport(req: IncomingMessage, res: ServerResponse, app: string, requestId: string): Promise<void> {
+    req.setEncoding('utf8');
+    try {
+      const summary = await importLines(engine, cluster ?? localRouter, app, splitLines(req as AsyncIterable<string>));
+      log.info({ reqId: requestId, app, summary: { ...summary, problems: summary.problems.length } }, 'import done');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(summary));
+    } catch (error) {
+      req.resume();
+      if (error instanceof ExportError) return sendError(res, 400, ErrorCode.INVALID_INPUT, error.message);
+      if (error instanceof SyncError) return sendError(res, error.code === ErrorCode.UNAVAILABLE ? 503 : 400, error.code, error.message);
+      throw error;
+    }
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (overLimit.has(req.socket)) {
@@ -372,6 +414,14 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       res.writeHead(200, { ...ADMIN_HEADERS, 'content-type': page === 'status' ? 'application/json' : page.type });
       res.end(body);
       return;
+    }
+    if (url.pathname === '/admin/export' || url.pathname === '/admin/import') {
+      if (!operator) return sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'export and import need the node admin key', { 'www-authenticate': 'Bearer' });
+      const app = url.searchParams.get('app');
+      if (app === null || app === '') return sendError(res, 400, ErrorCode.INVALID_INPUT, 'name the app: ?app=ID');
+      if (url.pathname === '/admin/export' && req.method === 'GET') return sendExport(res, app, url.searchParams.get('bucket'), requestId);
+      if (url.pathname === '/admin/import' && req.method === 'POST') return receiveImport(req, res, app, requestId);
+      return sendError(res, 405, ErrorCode.BAD_REQUEST, 'export is GET, import is POST');
     }
     if (url.pathname === '/admin/backup' && req.method === 'GET') {
       // Every app's data: the node's own admin key only.
