@@ -45,6 +45,9 @@ export const startConfigSchema = z
     clusterKey: secret('the cluster key'),
     advertise: z.string().regex(ADDRESS, 'must be host:port'),
     metricsToken: secret('the metrics token'),
+    historyHorizonSeconds: positiveInt,
+    ccidWindowSeconds: positiveInt,
+    historyIntervalSeconds: positiveInt,
   })
   .partial()
   .strict()
@@ -132,6 +135,11 @@ export function nodeOptionsOf(config: StartConfig): NodeOptions {
     ...(config.graphiql !== undefined ? { graphiql: config.graphiql } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
     ...(config.metricsToken !== undefined ? { metricsToken: config.metricsToken } : {}),
+    history: {
+      ...(config.historyHorizonSeconds !== undefined ? { horizonSeconds: config.historyHorizonSeconds } : {}),
+      ...(config.ccidWindowSeconds !== undefined ? { ccidWindowSeconds: config.ccidWindowSeconds } : {}),
+      ...(config.historyIntervalSeconds !== undefined ? { intervalSeconds: config.historyIntervalSeconds } : {}),
+    },
   };
 }
 

@@ -118,11 +118,26 @@ export interface NodeOptions {
   /** Run as a member of a peer cluster. */
   cluster?: ClusterConfig;
   /**
+   * How long history is kept (engine/partition.ts collectHistory): superseded change records and
+   * tombstones older than `horizonSeconds` are collected, a ccid is remembered at least
+   * `ccidWindowSeconds`; a round runs every `intervalSeconds`. A cluster keeps its history.
+   * @default 30 days, 30 days, every 60 s
+   */
+  history?: Partial<HistoryOptions>;
+  /**
    * A bearer token that may read GET /metrics and nothing else (give it to Prometheus instead of
    * the admin key). @default none: only the admin key reads metrics
    */
   metricsToken?: string;
 }
+
+export interface HistoryOptions {
+  horizonSeconds: number;
+  ccidWindowSeconds: number;
+  intervalSeconds: number;
+}
+
+export const defaultHistory: HistoryOptions = { horizonSeconds: 30 * 86_400, ccidWindowSeconds: 30 * 86_400, intervalSeconds: 60 };
 
 export interface ResolvedNodeOptions {
   host: string;
@@ -140,6 +155,7 @@ export interface ResolvedNodeOptions {
   graphiql: boolean;
   cluster: ClusterConfig | undefined;
   metricsToken: string | undefined;
+  history: HistoryOptions;
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -176,6 +192,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     graphiql = true,
     cluster,
     metricsToken,
+    history = {},
   } = options;
   if (cluster !== undefined) checkClusterConfig(cluster);
   if (metricsToken !== undefined && metricsToken.length < 16) throw new Error('the metrics token must have at least 16 characters');
@@ -195,5 +212,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     graphiql,
     cluster,
     metricsToken,
+    history: { ...defaultHistory, ...history },
   };
 }

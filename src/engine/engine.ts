@@ -8,7 +8,7 @@ import { epochKey, nodeIdKey, PartitionLayout, registry } from '../storage/layou
 import { StagedStore, type StagedOp, type StagedStoreOptions } from '../storage/staged-store.js';
 import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { HybridClock } from './hlc.js';
-import { Partition, partitionId, type EngineContext } from './partition.js';
+import { Partition, partitionId, type EngineContext, type HistoryCollected } from './partition.js';
 
 export interface EngineOptions extends Omit<EngineContext, 'nodeId' | 'clock'>, StagedStoreOptions {
   /** Makes the id of a node on its first start (the origin of the records it accepts). */
@@ -149,6 +149,27 @@ export class Engine {
     let n = 0;
     for (const p of this.opened.values()) n += p.changeFeed.size + p.eventFeed.size;
     return n;
+  }
+
+  /**
+   * One round of history collection over every partition (Partition.collectHistory), looking at
+   * about `budget` records in all, in passes of at most 1000 so that writes interleave.
+   */
+  async collectHistory(now: number, budget = 100_000): Promise<HistoryCollected> {
+    const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, ccids: 0, done: true };
+    for (const id of await this.partitionIds()) {
+      for (;;) {
+        if (this.closing) return { ...total, done: false };
+        if (total.scanned >= budget) return { ...total, done: false };
+        const pass = await (await this.partitionById(id)).collectHistory(now, Math.min(1000, budget - total.scanned));
+        total.scanned += pass.scanned;
+        total.superseded += pass.superseded;
+        total.tombstones += pass.tombstones;
+        total.ccids += pass.ccids;
+        if (pass.done) break;
+      }
+    }
+    return total;
   }
 
   /** The partition `id` if it is open here (no store read). */

@@ -72,6 +72,23 @@ export interface EngineContext {
   keepClearedLog?: boolean;
   /** Reports failures of background work (garbage collection); the node logs them. */
   onBackgroundError: (error: unknown) => void;
+  /**
+   * How long history is kept (Partition.collectHistory): change records an entity's later record
+   * superseded and tombstones are collected once older than `horizonMs`; a ccid is remembered
+   * (a retry answered `duplicate`) at least `ccidWindowMs`. Absent: history is kept for ever.
+   */
+  history?: { horizonMs: number; ccidWindowMs: number };
+}
+
+/** What one pass of history collection did. */
+export interface HistoryCollected {
+  /** Change records looked at, superseded ones removed, tombstones removed, ccids forgotten. */
+  scanned: number;
+  superseded: number;
+  tombstones: number;
+  ccids: number;
+  /** False when the pass stopped at its budget with old history left. */
+  done: boolean;
 }
 
 /**
@@ -618,6 +635,65 @@ export class Partition {
     return entry === undefined ? undefined : this.eventView(entry, pos);
   }
 
+  // ---------------------------------------------------------------- history collection
+
+  /**
+   * Collects old history (Cut-Out's garbage collection of obsolete updates): going through the log
+   * in order, each change record older than the horizon is removed when a later record of its
+   * entity superseded it, and so is a tombstone with its entity and versions; its ccid is forgotten
+   * once older than the ccid window too. What is left is the latest record of each live entity, so
+   * a reader from the start still gets every entity; a cursor from before the collected part has
+   * expired (INVALID_CURSOR: read again from the start). The last record of the log is always kept
+   * (the log's head: positions and sequence numbers are never reused). At most `budget` records are
+   * looked at, in the write section (so no write of the same entity interleaves).
+   *
+   * A replica in a cluster keeps its history (`keepClearedLog`): other replicas may still need it.
+   */
+  async collectHistory(now: number, budget = 1000): Promise<HistoryCollected> {
+    const result: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, ccids: 0, done: true };
+    const policy = this.ctx.history;
+    if (policy === undefined || this.ctx.keepClearedLog === true || this.retired) return result;
+    const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
+    const barrier = await this.exclusive(async () => {
+      const meta = await this.meta();
+      const from = Math.max(meta.historyFrom ?? 1, meta.changeLogStart);
+      const last = this.durableChangePos;
+      if (from >= last) return undefined;
+      const page = await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last), limit: budget });
+      const ops: StagedOp[] = [];
+      let next = from;
+      for (const [dbKey, entry] of page) {
+        if (entry.at > threshold) break;
+        const pos = PartitionLayout.seqOfKey(dbKey);
+        result.scanned++;
+        next = pos + 1;
+        const indexed = await this.store.get<ChangeEntry>(this.layout.ccid(entry.ccid));
+        if (indexed?.id === entry.id) {
+          ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
+          result.ccids++;
+        }
+        if (entry.key === null || entry.version === null) continue; // EMPTY and DROP stay
+        const state = await this.store.get<EntityState>(this.layout.entity(meta.gen, entry.key));
+        if (state === undefined || state.version > entry.version) {
+          ops.push({ type: 'del', key: dbKey });
+          result.superseded++;
+        } else if (state.deleted && entry.op === 'DELETE' && state.version === entry.version) {
+          ops.push({ type: 'del', key: dbKey }, { type: 'del', key: this.layout.entity(meta.gen, entry.key) });
+          for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entry.key))) ops.push({ type: 'del', key: versionKey });
+          result.tombstones++;
+        }
+      }
+      // Done: the page ended before the budget (the log's head), or an entry too young stopped it.
+      result.done = page.length < budget || next <= PartitionLayout.seqOfKey(page.at(-1)![0]);
+      if (next === from) return undefined;
+      ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, historyFrom: next } satisfies PartitionMeta });
+      this.stage(ops);
+      return this.lastStaged;
+    });
+    await barrier;
+    return result;
+  }
+
   // ---------------------------------------------------------------- reads (durable state only)
 
   /**
@@ -661,7 +737,11 @@ export class Partition {
     // Other replicas may be ahead of this one, but nobody knows more of our own records than we do.
     if (seqOf(vector, self) > seqOf(head, self)) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
     if (onlyOrigin(head, self) && onlyOrigin(vector, self)) {
-      return { fromPos: seqOf(vector, self) + 1, covered: null, since: vector, ahead: false };
+      const fromPos = seqOf(vector, self) + 1;
+      if (stream === 'changes' && fromPos < ((await this.durableMeta()).historyFrom ?? 1)) {
+        throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is older than the history kept (the history horizon): read again from the start (since: null)');
+      }
+      return { fromPos, covered: null, since: vector, ahead: false };
     }
     return { fromPos: await this.firstUncovered(stream, vector), covered: vector, since: vector, ahead: !dominates(head, vector) };
   }

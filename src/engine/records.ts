@@ -87,6 +87,11 @@ export interface PartitionMeta {
   garbage: number[];
   /** What EMPTY and DROP cleared: the records this vector covers count for nothing. */
   cut?: VersionVector;
+  /**
+   * History collection (Partition.collectHistory) went through the log up to here: before it,
+   * only the latest record of each live entity is left, so a cursor from before it has expired.
+   */
+  historyFrom?: number;
 }
 
 export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };

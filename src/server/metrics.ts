@@ -32,6 +32,7 @@ export class Metrics {
   readonly commitSeconds: Histogram;
   readonly slowConsumers: Counter;
   readonly repairs: Counter<'peer' | 'direction'>;
+  readonly history: Counter<'kind'>;
   private sources: MetricSources = {};
   /** Changes applied since the start (the admin page charts its rate). */
   changesApplied = 0;
@@ -90,6 +91,12 @@ export class Metrics {
       name: 'syncgraph_anti_entropy_repairs_total',
       help: 'Partitions anti-entropy found out of step with a peer, by peer and direction (pull: the peer had records this node lacked; push: the reverse)',
       labelNames: ['peer', 'direction'],
+      registers,
+    });
+    this.history = new Counter({
+      name: 'syncgraph_history_collected_total',
+      help: 'History collection: change records looked at (scanned), superseded records and tombstones removed, ccids forgotten',
+      labelNames: ['kind'],
       registers,
     });
     const sources = () => this.sources;
@@ -160,6 +167,10 @@ export class Metrics {
         if (kind === 'applied') this.changesApplied++;
       }
     }
+  }
+
+  historyCollected(round: { scanned: number; superseded: number; tombstones: number; ccids: number }): void {
+    for (const kind of ['scanned', 'superseded', 'tombstones', 'ccids'] as const) this.history.inc({ kind }, round[kind]);
   }
 
   observeCommit(ops: number, durationMs: number): void {

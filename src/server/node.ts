@@ -114,12 +114,28 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     cacheBytesMax: options.cacheBytesMax,
     // A replica keeps what an EMPTY cleared: other replicas may still need those records.
     keepClearedLog: options.cluster !== undefined,
+    history: { horizonMs: options.history.horizonSeconds * 1000, ccidWindowMs: options.history.ccidWindowSeconds * 1000 },
     onBackgroundError: (error) => log.error({ err: error }, 'background work failed'),
     onWriteFailure: (error) => log.error({ err: error }, 'LevelDB write failed; staged changes were rejected'),
     onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
     onBatch: (_submissions, ops, durationMs) => metrics.observeCommit(ops, durationMs),
   });
   metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats() });
+  // History collection rounds, one at a time (a cluster keeps its history: see collectHistory).
+  let collecting: Promise<void> | undefined;
+  const historyTimer =
+    options.cluster !== undefined
+      ? undefined
+      : setInterval(() => {
+          collecting ??= engine
+            .collectHistory(Date.now())
+            .then((round) => {
+              metrics.historyCollected(round);
+              if (round.superseded + round.tombstones + round.ccids > 0) log.debug({ ...round }, 'history collected');
+            })
+            .catch((error: unknown) => log.error({ err: error }, 'history collection failed'))
+            .finally(() => (collecting = undefined));
+        }, options.history.intervalSeconds * 1000).unref();
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
   // In a cluster, every node holds the whole directory: its writes are logged and exchanged.
@@ -650,6 +666,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       for (const abort of active) abort.abort();
       await wsCleanup.dispose('server shutting down');
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+      clearInterval(historyTimer);
+      await collecting;
       await cluster?.stop();
       await transport?.close();
       server.closeAllConnections();

@@ -1,0 +1,71 @@
+/**
+ * Black-box: history collection on a real node (`--history-horizon-seconds 1`): superseded
+ * change records and tombstones go, a cursor from before them expires (INVALID_CURSOR), and a
+ * reader from the start still gets every live entity at its latest version. The SDK client whose
+ * cursor expired while it was away starts over and ends with the node's state.
+ */
+import { MemoryLevel } from 'memory-level';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from '../../src/client/index.js';
+import { gql, gqlData } from '../support/client.js';
+import { metric, scrape } from '../support/metrics.js';
+import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
+import { ChangesPage, SubmitChanges } from '../support/operations.js';
+
+let node: NodeProcess;
+let seq = 0;
+const ccid = () => (++seq).toString(16).padStart(10, '0') + 'aa';
+
+beforeAll(async () => {
+  node = await startNodeProcess({ args: ['--history-horizon-seconds', '1', '--ccid-window-seconds', '1', '--history-interval-seconds', '1'] });
+});
+afterAll(cleanupNodes);
+
+async function write(bucket: string, key: string, op: 'MODIFY' | 'DELETE', data?: Record<string, unknown>) {
+  const [result] = (await gqlData(node, SubmitChanges, { bucket, changes: [{ ccid: ccid(), key, op, ...(data ? { data } : {}) }] })).submitChanges;
+  expect(result!.error).toBeNull();
+  return result!;
+}
+
+async function allChanges(bucket: string) {
+  const page = await gqlData(node, ChangesPage, { bucket, limit: 1000 });
+  return page.changes.changes.map((c) => [c.key, c.op, c.version]);
+}
+
+describe('history collection', () => {
+  it('leaves the latest record of each live entity; old cursors expire; an SDK client away meanwhile converges', async () => {
+    const bucket = 'todo';
+    const store = new MemoryLevel<string, unknown>();
+    const client = createClient({ url: node.graphqlUrl, apiKey: node.adminKey, store, webSocketImpl: WebSocket });
+    const todo = client.bucket(bucket);
+    for (let round = 1; round <= 3; round++) for (const key of ['a', 'b', 'c']) await write(bucket, key, 'MODIFY', { round });
+    await todo.sync();
+    expect((await todo.list()).map((e) => e.key)).toEqual(['a', 'b', 'c']);
+    const oldCursor = (await gqlData(node, ChangesPage, { bucket, limit: 2 })).changes.cursor;
+    await client.close();
+
+    // While the client is away: c is deleted, a changes again; then the history ages.
+    await write(bucket, 'c', 'DELETE');
+    await write(bucket, 'a', 'MODIFY', { round: 4 });
+    const collected = async () => metric(await scrape(node.url, node.adminKey), 'syncgraph_history_collected_total', { kind: 'tombstones' });
+    // Wait until the rounds ran past the horizon (each records what it removed).
+    await expect.poll(collected, { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+    // Then one more entry is the head (kept), so c's tombstone was collected, not kept as the head.
+    expect(await allChanges(bucket)).toEqual([
+      ['b', 'MODIFY', 3],
+      ['a', 'MODIFY', 4],
+    ]);
+    const expired = await gql(node, ChangesPage, { bucket, since: oldCursor });
+    expect(expired.errors?.[0]?.extensions?.code).toBe('INVALID_CURSOR');
+
+    // The client comes back with its expired cursor: it starts over and drops what is gone.
+    const back = createClient({ url: node.graphqlUrl, apiKey: node.adminKey, store, webSocketImpl: WebSocket });
+    const again = back.bucket(bucket);
+    await expect.poll(async () => (await again.list()).map((e) => [e.key, e.data]), { timeout: 15_000 }).toEqual([
+      ['a', { round: 4 }],
+      ['b', { round: 3 }],
+    ]);
+    await back.close();
+  });
+});

@@ -1,0 +1,163 @@
+/**
+ * History collection (Partition.collectHistory): superseded change records and tombstones older
+ * than the horizon go, ccids older than the window are forgotten, and what is left still gives a
+ * reader from the start every live entity. Old cursors expire; recent history and the log's head
+ * stay; a write racing the collection is never lost. Property: whatever the writes, collecting
+ * leaves exactly the latest record of each live entity among the old ones.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import type { Partition } from '../../src/engine/partition.js';
+import { defaultRetention } from '../../src/model/retention.js';
+import { defaultLimits } from '../../src/options.js';
+import { MemoryStore } from './memory-store.js';
+
+const HOUR = 3_600_000;
+const admin = { admin: true };
+
+async function setup(history = { horizonMs: HOUR, ccidWindowMs: HOUR }) {
+  let now = 1_700_000_000_000;
+  let id = 0;
+  const engine = await Engine.open(new MemoryStore(), {
+    now: () => now,
+    newId: () => `0190a000-0000-7000-8000-${(++id).toString(16).padStart(12, '0')}`,
+    newNodeId: () => 'node1',
+    limits: defaultLimits,
+    retention: defaultRetention,
+    history,
+    onBackgroundError: (error) => {
+      throw error;
+    },
+  });
+  const notes = await engine.partition('default', 'notes');
+  let ccid = 0;
+  const write = async (key: string, op: 'MODIFY' | 'DELETE', data?: Record<string, unknown>) => {
+    const [result] = await notes.submitChanges([{ ccid: (++ccid).toString(16).padStart(8, '0'), key, op, ...(data ? { data } : {}) }], null, admin);
+    if (result!.error !== null) throw new Error(result!.error.message);
+    return result!;
+  };
+  return { engine, notes, write, advance: (ms: number) => (now += ms), now: () => now };
+}
+
+async function allChanges(partition: Partition) {
+  const out = [];
+  for (let since: string | null = null; ; ) {
+    const page = await partition.changes(since, 1000);
+    out.push(...page.changes);
+    if (!page.hasMore) return out;
+    since = page.cursor;
+  }
+}
+
+describe('history collection', () => {
+  it('keeps the latest record of each live entity, removes superseded ones and tombstones', async () => {
+    const { notes, write, advance, now } = await setup();
+    await write('a', 'MODIFY', { v: 1 });
+    await write('a', 'MODIFY', { v: 2 });
+    await write('b', 'MODIFY', { v: 1 });
+    await write('c', 'MODIFY', { v: 1 });
+    await write('c', 'DELETE');
+    const oldCursor = (await notes.changes(null, 2)).cursor;
+    advance(2 * HOUR);
+    await write('d', 'MODIFY', { v: 1 }); // young, and the log's head
+    const collected = await notes.collectHistory(now());
+    expect(collected).toMatchObject({ scanned: 5, superseded: 2, tombstones: 1, ccids: 5, done: true });
+    // A reader from the start gets every live entity once, at its latest version.
+    expect((await allChanges(notes)).map((c) => [c.key, c.version])).toEqual([
+      ['a', 2],
+      ['b', 1],
+      ['d', 1],
+    ]);
+    expect((await notes.entities(null, null, true)).map((e) => e.key)).toEqual(['a', 'b', 'd']);
+    expect(await notes.versions('c')).toEqual([]);
+    // A cursor from before the collected part has expired.
+    await expect(notes.changes(oldCursor, null)).rejects.toMatchObject({ code: 'INVALID_CURSOR' });
+    // A forgotten ccid is a new change again; the write goes on from the entity's version.
+    const [again] = await notes.submitChanges([{ ccid: '00000001', key: 'a', op: 'MODIFY', baseVersion: 2, data: { v: 3 } }], null, admin);
+    expect(again).toMatchObject({ duplicate: false, change: { version: 3 } });
+  });
+
+  it('leaves history younger than the horizon, and the log head however old', async () => {
+    const { notes, write, advance, now } = await setup();
+    await write('a', 'MODIFY', { v: 1 });
+    await write('a', 'MODIFY', { v: 2 });
+    advance(30 * 60_000);
+    expect(await notes.collectHistory(now())).toMatchObject({ scanned: 0, superseded: 0 });
+    await write('z', 'MODIFY', { v: 1 });
+    await write('z', 'DELETE');
+    advance(10 * HOUR);
+    // The tombstone of z is the head of the log: it stays, and so do positions.
+    expect(await notes.collectHistory(now())).toMatchObject({ scanned: 3, superseded: 2, tombstones: 0 });
+    expect((await allChanges(notes)).map((c) => [c.key, c.op])).toEqual([
+      ['a', 'MODIFY'],
+      ['z', 'DELETE'],
+    ]);
+    const next = await write('y', 'MODIFY', { v: 1 });
+    expect(next.change!.cursor).not.toBe((await allChanges(notes)).at(-2)!.cursor);
+  });
+
+  it('remembers a ccid for the longer of the horizon and the window', async () => {
+    const { notes, write, advance, now } = await setup({ horizonMs: HOUR, ccidWindowMs: 5 * HOUR });
+    await write('a', 'MODIFY', { v: 1 });
+    await write('b', 'MODIFY', { v: 1 });
+    advance(2 * HOUR);
+    await notes.collectHistory(now());
+    const [retry] = await notes.submitChanges([{ ccid: '00000001', key: 'a', op: 'MODIFY', data: { v: 1 } }], null, admin);
+    expect(retry!.duplicate).toBe(true);
+  });
+
+  it('works through a long history in budgeted passes', async () => {
+    const { notes, write, advance, now } = await setup();
+    for (let i = 0; i < 50; i++) await write(`k${i % 5}`, 'MODIFY', { i });
+    advance(2 * HOUR);
+    await write('head', 'MODIFY', {});
+    const passes = [];
+    for (;;) {
+      const pass = await notes.collectHistory(now(), 12);
+      passes.push(pass);
+      if (pass.done) break;
+    }
+    expect(passes.length).toBe(5);
+    expect(passes.reduce((n, p) => n + p.superseded, 0)).toBe(45);
+    expect((await allChanges(notes)).map((c) => c.key)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'head']);
+  });
+
+  it('never loses a write racing the collection of its entity', async () => {
+    const { notes, write, advance, now } = await setup();
+    await write('a', 'MODIFY', { v: 1 });
+    await write('a', 'DELETE');
+    await write('b', 'MODIFY', {});
+    advance(2 * HOUR);
+    const [collected, revived] = await Promise.all([notes.collectHistory(now()), write('a', 'MODIFY', { v: 'back' })]);
+    expect(collected.scanned).toBeGreaterThan(0);
+    expect(await notes.entity('a', null)).toMatchObject({ data: { v: 'back' }, deleted: false });
+  });
+
+  it('keeps exactly the latest record of each live entity among the old ones (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c', 'd'), fc.boolean()), { minLength: 1, maxLength: 40 }), async (ops) => {
+        const { notes, write, advance, now } = await setup();
+        const live = new Map<string, number>();
+        for (const [key, remove] of ops) {
+          if (remove && live.has(key)) {
+            await write(key, 'DELETE');
+            live.delete(key);
+          } else {
+            const result = await write(key, 'MODIFY', { n: Math.random() });
+            live.set(key, result.change!.version!);
+          }
+        }
+        advance(2 * HOUR);
+        await write('zz-head', 'MODIFY', {});
+        while (!(await notes.collectHistory(now(), 7)).done);
+        const left = (await allChanges(notes)).filter((c) => c.key !== 'zz-head');
+        const entities = await notes.entities(null, null, true);
+        const expected = [...live].sort(([a], [b]) => (a < b ? -1 : 1));
+        expect(left.map((c) => [c.key, c.version]).sort(([a], [b]) => (String(a) < String(b) ? -1 : 1))).toEqual(expected);
+        expect(entities.filter((e) => e.key !== 'zz-head').map((e) => [e.key, e.version])).toEqual(expected);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
