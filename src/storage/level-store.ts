@@ -29,12 +29,15 @@ export interface LevelStoreOptions {
 
 export class LevelStore implements KeyValueStore {
   readonly syncReads: boolean;
+  /** Present only with synchronous reads (the StagedStore then reads without a promise). */
+  readonly getSync: ((key: string) => string | undefined) | undefined;
 
   private constructor(
     private readonly db: Level<string, string>,
     private readonly asyncReads: boolean,
   ) {
     this.syncReads = !asyncReads;
+    this.getSync = asyncReads ? undefined : (key) => this.db.getSync(key) ?? undefined;
   }
 
   static async open(location: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
@@ -51,10 +54,7 @@ export class LevelStore implements KeyValueStore {
     return (this.asyncReads ? await this.db.get(key) : this.db.getSync(key)) ?? undefined;
   }
 
-  getSync(key: string): string | undefined {
-    if (this.asyncReads) throw new Error('getSync on a store with asyncReads');
-    return this.db.getSync(key) ?? undefined;
-  }
+
 
   async compact(range: { gte: string; lt: string }): Promise<void> {
     // classic-level has it; `level`'s portable type does not declare it.
