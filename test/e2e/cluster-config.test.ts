@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { collect, rawPost, wsClient } from '../support/client.js';
 import { OnChangesDocument } from '../generated/graphql.js';
-import { startCluster, waitForRing } from '../support/cluster.js';
+import { startCluster, until, waitForRing } from '../support/cluster.js';
 import { cleanupNodes, startNodeProcess, tempDataDir } from '../support/node-process.js';
 
 afterAll(cleanupNodes);
@@ -53,9 +53,15 @@ describe('cluster configuration', () => {
     const alone = await cluster.start(1);
     const view = await clusterOf(alone);
     expect(view.nodes.map((n) => n.id)).toEqual(['node1', 'node2']);
+    // Alive, but not ready for traffic once node1 is known to be down: no peer to reach a
+    // write quorum with.
+    expect((await fetch(`${alone.url}/health`)).status).toBe(200);
+    await until(async () => (await fetch(`${alone.url}/ready`)).status === 503, 'node2 to report itself not ready');
+    expect(await (await fetch(`${alone.url}/ready`)).json()).toEqual({ status: 'not ready', reasons: ['no peer reachable'] });
     // It rejoins node1 when node1 comes back (node1 dials it from its own peer list).
     await cluster.start(0);
     await waitForRing(cluster, 2);
+    await until(async () => (await fetch(`${alone.url}/ready`)).status === 200, 'node2 to be ready again');
     await cluster.kill(0, 'SIGTERM');
     await cluster.kill(1, 'SIGTERM');
   });
