@@ -93,14 +93,114 @@ export function patchText(text: string, deltaBase: string, delta: string): strin
 }
 
 /**
- * Three-way merge: the edits that turn `base` into `later`, patched (fuzzily) onto `earlier`.
- * The argument order is the tie-break, so every replica must call it in the same canonical
- * order (earlier change first, later change on top) for replicas to converge.
+ * Three-way merge, as diff3 does it: both sides' edits of `base` are located in the base (never
+ * searched for by fuzzy matching, which could place a hunk inside the other side's new text and
+ * interleave them), and applied together. Edits of separate places both apply; two insertions at
+ * one place are both kept, the earlier first; where both sides rewrote the same text, the later
+ * edit wins, as it does for any other value. The argument order is the tie-break, so every
+ * replica must call it in the same canonical order (earlier change first) to converge.
  */
 export function mergeText(base: string, earlier: string, later: string): string {
   if (later === base || later === earlier) return earlier;
   if (earlier === base) return later;
-  return applyDiffsFuzzily(earlier, base, diffText(base, later));
+  const a = hunksOf(diffText(base, earlier));
+  const b = hunksOf(diffText(base, later));
+  let out = '';
+  let pos = 0;
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    // The next group: the first hunk to start (an insertion before a range at the same place,
+    // the earlier side first), then every hunk of either side that overlaps the group.
+    const firstA = a[i];
+    const firstB = b[j];
+    const takeA = firstB === undefined || (firstA !== undefined && precedes(firstA, firstB));
+    const first = takeA ? firstA! : firstB!;
+    if (takeA) i++;
+    else j++;
+    const group = { start: first.start, end: first.end, a: takeA ? [first] : [], b: takeA ? [] : [first] };
+    for (let grew = true; grew; ) {
+      grew = false;
+      while (i < a.length && touches(group, a[i]!)) {
+        group.a.push(a[i++]!);
+        group.end = Math.max(group.end, group.a.at(-1)!.end);
+        grew = true;
+      }
+      while (j < b.length && touches(group, b[j]!)) {
+        group.b.push(b[j++]!);
+        group.end = Math.max(group.end, group.b.at(-1)!.end);
+        grew = true;
+      }
+    }
+    out += base.slice(pos, group.start);
+    const region = base.slice(group.start, group.end);
+    const sideA = applyHunks(region, group.start, group.a);
+    const sideB = applyHunks(region, group.start, group.b);
+    if (group.a.length === 0) out += sideB;
+    else if (group.b.length === 0 || sideA === sideB) out += sideA;
+    else if (group.start === group.end) out += sideA + sideB; // both inserted at one place: both stay, earlier first
+    else out += sideB; // both rewrote the same text: the later edit wins there, as for any other value
+    pos = group.end;
+  }
+  return out + base.slice(pos);
+}
+
+/** An edit of the base text: `base[start, end)` replaced by `text` (start === end: an insertion). */
+interface Hunk {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** The hunks of a diff, in base positions. */
+function hunksOf(diffs: Diff[]): Hunk[] {
+  const hunks: Hunk[] = [];
+  let pos = 0;
+  let current: Hunk | undefined;
+  for (const [op, segment] of diffs) {
+    if (op === DIFF_DELETE || op === DIFF_INSERT) {
+      current ??= { start: pos, end: pos, text: '' };
+      if (op === DIFF_DELETE) current.end = pos += segment.length;
+      else current.text += segment;
+    } else {
+      if (current !== undefined) hunks.push(current);
+      current = undefined;
+      pos += segment.length;
+    }
+  }
+  if (current !== undefined) hunks.push(current);
+  return hunks;
+}
+
+/** Order of groups: by start; at one place an insertion first, then the earlier side. */
+function precedes(a: Hunk, b: Hunk): boolean {
+  if (a.start !== b.start) return a.start < b.start;
+  return a.start === a.end || b.start !== b.end;
+}
+
+/**
+ * Whether a hunk belongs to a group: their ranges overlap, an insertion falls strictly inside the
+ * other's range, or both are insertions at the same place. Edits that only meet at a boundary
+ * are independent.
+ */
+function touches(group: { start: number; end: number }, hunk: Hunk): boolean {
+  const groupEmpty = group.start === group.end;
+  const hunkEmpty = hunk.start === hunk.end;
+  if (groupEmpty && hunkEmpty) return group.start === hunk.start;
+  if (groupEmpty) return hunk.start < group.start && group.start < hunk.end;
+  if (hunkEmpty) return group.start < hunk.start && hunk.start < group.end;
+  return hunk.start < group.end && group.start < hunk.end;
+}
+
+/** `region` (the base from `offset`) with `hunks` applied. */
+function applyHunks(region: string, offset: number, hunks: readonly Hunk[]): string {
+  let out = '';
+  let pos = 0;
+  for (const hunk of hunks) {
+    out += region.slice(pos, hunk.start - offset) + hunk.text;
+    pos = hunk.end - offset;
+  }
+  return out + region.slice(pos);
 }
 
 /**

@@ -131,9 +131,38 @@ describe('mergeText', () => {
     );
   });
 
+  it('keeps two insertions at one place whole, side by side (never interleaved)', () => {
+    const s = 'The shopping list for the weekend, as agreed:';
+    expect(mergeText(`${s} mmquqji`, `${s} jjmcguz mmquqji`, `${s} vvcxwdi mmquqji`)).toBe(`${s} jjmcguz vvcxwdi mmquqji`);
+    expect(mergeText('bread', 'eggs, bread', 'milk, bread')).toBe('eggs, milk, bread');
+    expect(mergeText('bread', 'bread and milk', 'eggs, bread')).toBe('eggs, bread and milk');
+  });
+
+  it('lets the later side win where both rewrote the same text, and keeps the rest of both', () => {
+    expect(mergeText('a red car and a cat', 'a blue car and a cat', 'a green car and a dog')).toBe('a green car and a dog');
+    expect(mergeText('one two three four', 'one three four', 'one two three fourth')).toBe('one three fourth');
+    expect(mergeText('same', 'changed', 'changed')).toBe('changed');
+  });
+
+  it('keeps every inserted word whole and every base word in order (property)', () => {
+    const word = fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'd'), minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(fc.array(word, { minLength: 1, maxLength: 8 }), fc.nat(), fc.nat(), (words, i, j) => {
+        const at = (n: number, inserted: string) => {
+          const k = n % (words.length + 1);
+          return [...words.slice(0, k), inserted, ...words.slice(k)].join(' ');
+        };
+        const base = words.join(' ');
+        const merged = mergeText(base, at(i, 'XXXX'), at(j, 'YYYY'));
+        expect(merged.split(' ').filter((w) => w !== 'XXXX' && w !== 'YYYY')).toEqual(words);
+        expect(merged.split(' ').filter((w) => w === 'XXXX' || w === 'YYYY').sort()).toEqual(['XXXX', 'YYYY']);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('is a deterministic function of its arguments, even for clashing edits', () => {
-    // dmp places a clashing hunk by fuzzy matching and may interleave both edits; replicas only
-    // need to agree, which holds as long as they pass the same (base, earlier, later).
+    // Replicas only need to agree, which holds as long as they pass the same (base, earlier, later).
     const once = mergeText('color: red', 'color: blue', 'color: green');
     expect(mergeText('color: red', 'color: blue', 'color: green')).toBe(once);
   });
