@@ -3,9 +3,11 @@
  * process and of its JavaScript thread alone, bench client CPU, the several-buckets diagnostic)
  * and from how the node works (see src/engine/partition.ts, src/storage/group-commit.ts).
  */
+import { defaultRetention, isRetained } from '../src/model/retention.js';
 import type { BenchConfig } from './config.js';
-import type { Results } from './report.js';
+import { formatBytes, type Results } from './report.js';
 import { formatMs, formatPercent, formatRate } from './stats.js';
+import type { HistoryResult } from './workloads/history.js';
 
 /** A JavaScript thread this busy is the bottleneck. */
 const saturated = (fraction: number) => Number.isFinite(fraction) && fraction >= 0.85;
@@ -173,6 +175,8 @@ export function whatLimits(results: Results, config: BenchConfig): string {
           : ''),
     );
   }
+  const history = historyParagraph(results.history?.collecting, results.history?.baseline);
+  if (history !== undefined) parts.push(history);
   if ((results.foreignLoad ?? 0) > 0.1) {
     parts.push(
       `Other processes used ${formatPercent(results.foreignLoad ?? NaN)} of a core on average during this run, so every ` +
@@ -180,4 +184,76 @@ export function whatLimits(results: Results, config: BenchConfig): string {
     );
   }
   return parts.join(' ');
+}
+
+/** Versions of an entity at `latest` that the default retention keeps (src/model/retention.ts). */
+function retainedVersions(latest: number): number {
+  let kept = 0;
+  for (let v = 1; v <= latest; v++) if (isRetained(v, latest, defaultRetention)) kept++;
+  return kept;
+}
+
+/** The history part: what each node keeps, what collection removes, and what LevelDB does with it. */
+function historyParagraph(collecting: HistoryResult | undefined, baseline: HistoryResult | undefined): string | undefined {
+  const any = collecting ?? baseline;
+  if (any === undefined) return undefined;
+  const perEntity = any.updates / any.entities;
+  // Every entity gets about the same number of updates (round-robin): its latest version is 1 + that.
+  const latest = 1 + Math.round(perEntity);
+  const versions = retainedVersions(latest);
+  const written = any.entities + any.updates;
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  const text: string[] = [
+    `History: each of the ${any.entities.toLocaleString('en-US')} entities was written about ${Math.round(perEntity) + 1} times (${any.dataBytes} bytes of JSON each time). ` +
+      'Whatever the history setting, the node keeps per entity its state (the latest data) and its retained versions, each a copy of the whole object: ' +
+      `the ${defaultRetention.versionMax} most recent, then every 10th (at most ${defaultRetention.version10Max} of those), so ${versions} versions at version ${latest} ` +
+      `(the \`versions\` query answered ${any.versionsOfOne} for one entity). Without collection it also keeps every change record (data, diff and metadata) and, ` +
+      `under each ccid, a second copy of the record for idempotency: ${written.toLocaleString('en-US')} of each here. ` +
+      'Collection removes a change record once it is older than the horizon and a later record of its entity has superseded it, a tombstone with its entity ' +
+      'and versions (none here: nothing was deleted), and the ccid copies once older than the ccid window; at best one change record per live entity is left.',
+  ];
+  if (collecting !== undefined) {
+    text.push(
+      `With a 1 s horizon the node removed ${collecting.collected.superseded.toLocaleString('en-US')} superseded records and forgot ${collecting.collected.ccids.toLocaleString('en-US')} ccids, ` +
+        `leaving ${collecting.recordsLeft.toLocaleString('en-US')} change records where one per entity (${collecting.entities.toLocaleString('en-US')}) would be the least.`,
+    );
+    const left = collecting.recordsLeft - collecting.entities;
+    if (left > collecting.entities * 0.05) {
+      const period = collecting.entities / collecting.updatesPerSecond;
+      text.push(
+        `The ${left.toLocaleString('en-US')} extra are records that were still their entity's latest when collection reached them: a round goes through the log once ` +
+          '(the partition\'s `historyFrom` moves past every record it looked at, removed or not), so a record looked at before its entity\'s next update is never looked at again, ' +
+          `and stays after that update supersedes it. Here an entity was updated every ${period.toFixed(1)} s on average against a 1 s horizon, so ` +
+          'many records were looked at before being superseded; their number grows with the updates, so the history left is not bounded by the live entities ' +
+          '(with the 30-day default, the records left this way are those of entities idle for more than 30 days between two updates).',
+      );
+    }
+    const read = collecting.readFromStart;
+    if (read?.errorCode !== undefined) {
+      text.push(
+        `A reader paging the collected bucket's changes from the start got ${read.changes.toLocaleString('en-US')} changes in ${read.pages} page${read.pages === 1 ? '' : 's'}, then ${read.errorCode}: ` +
+          'the cursor of a page read from the start lies before `historyFrom`, which the node takes for an expired cursor, so a reader paging the change stream ' +
+          'from the start cannot get past its first page once history has been collected.',
+      );
+    }
+  }
+  text.push(
+    'On disk, LevelDB turns a delete into one more write (a tombstone) and frees the space of a deleted key only when a compaction rewrites the file that holds it, ' +
+      'together with the tombstone, into the next level: until then the collected records still take their space, plus their tombstones. Compactions run as levels ' +
+      'fill up, so after the load stops, garbage in files no compaction has reached stays. The figure also counts the write-ahead log, which holds what the memtable ' +
+      'holds, up to its 64 MiB, before it becomes a table' +
+      (collecting !== undefined && baseline !== undefined
+        ? ` (${mb(collecting.walBytes)} with collection, ${mb(baseline.walBytes)} without; without the log, ${formatBytes((collecting.bytes - collecting.walBytes) / collecting.liveEntities)} and ` +
+          `${formatBytes((baseline.bytes - baseline.walBytes) / baseline.liveEntities)} per entity)`
+        : '') +
+      '; it grows and shrinks by tens of MB as the memtable fills and is written out (see the readings during the load in Details), so a reading at another moment can differ by that much.',
+  );
+  if (collecting !== undefined && baseline !== undefined) {
+    text.push(
+      `Collection costs write throughput too: ${formatRate(collecting.updatesPerSecond)} updates/s with it against ${formatRate(baseline.updatesPerSecond)} without ` +
+        `(node CPU ${formatPercent(collecting.nodeCpu)} and ${formatPercent(baseline.nodeCpu)} of a core): each round reads the entity and ccid of every record it looks at, ` +
+        'in the partition\'s write section, and its deletes are written and compacted like any other write.',
+    );
+  }
+  return text.join(' ');
 }

@@ -72,9 +72,15 @@ export interface BenchConfig {
   clusterLoadClients: number;
   /** Cluster part: most seconds the joining node may take to take over its share. */
   clusterJoinTimeoutSeconds: number;
+  /** History part: entities created, then updated round-robin. */
+  historyEntities: number;
+  /** History part: updates acknowledged (on each of its two nodes). */
+  historyUpdates: number;
+  /** History part: concurrent clients of that load (each owns a share of the keys). */
+  historyClients: number;
   /** A part (one workload against one server) still running after this is recorded as failed. */
   partTimeoutSeconds: number;
-  /** Which parts to run: level, w1, w1b, w2, w3, cluster (default all). */
+  /** Which parts to run: level, w1, w1b, w2, w3, cluster, history (default all). */
   only: ReadonlySet<string>;
   /** Where the report goes. */
   resultsPath: string;
@@ -85,7 +91,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
 export const BARE_SERVER = fileURLToPath(new URL('./baselines/bare-server.js', import.meta.url));
 
-export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3', 'cluster'] as const;
+export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3', 'cluster', 'history'] as const;
 
 export function loadConfig(): BenchConfig {
   const onlyRaw = process.env['BENCH_ONLY'];
@@ -122,6 +128,9 @@ export function loadConfig(): BenchConfig {
     clusterBatch: int('BENCH_CLUSTER_BATCH', 500),
     clusterLoadClients: int('BENCH_CLUSTER_LOAD_CLIENTS', 6),
     clusterJoinTimeoutSeconds: num('BENCH_CLUSTER_JOIN_TIMEOUT_SECONDS', 90),
+    historyEntities: int('BENCH_HISTORY_ENTITIES', 10_000),
+    historyUpdates: int('BENCH_HISTORY_UPDATES', 1_000_000),
+    historyClients: int('BENCH_HISTORY_CLIENTS', 4),
     partTimeoutSeconds: num('BENCH_PART_TIMEOUT_SECONDS', 180),
     only,
     resultsPath: process.env['BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)),

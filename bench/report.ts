@@ -11,6 +11,7 @@ import type { CatchupResult } from './workloads/catchup.js';
 import type { ClosedLoopResult } from './workloads/closed-loop.js';
 import type { ClusterWriteResult, JoinResult } from './workloads/cluster.js';
 import type { FanoutResult } from './workloads/fanout.js';
+import type { HistoryResult } from './workloads/history.js';
 
 export interface Results {
   level?: RawLevelResult;
@@ -27,6 +28,8 @@ export interface Results {
   };
   /** The cluster part: the same write load on one plain node and on a 3-node cluster; a 4th node joining. */
   cluster?: { single?: ClusterWriteResult; three?: ClusterWriteResult; join?: JoinResult };
+  /** The history part: the same update-heavy load on a node collecting history, and on one that does not. */
+  history?: { collecting?: HistoryResult; baseline?: HistoryResult };
   /** Failures by part name (e.g. 'node w1 http'). */
   errors: Map<string, string>;
   /** Parts skipped by BENCH_ONLY. */
@@ -50,6 +53,14 @@ interface Row {
 }
 
 const dash = '—';
+
+/** Bytes as B, kB or MB (powers of 1000, like `du --si`). */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return 'n/a';
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e4) return `${(bytes / 1e3).toFixed(1)} kB`;
+  return `${Math.round(bytes).toLocaleString('en-US')} B`;
+}
 const ratioText = (r: number) => (Number.isFinite(r) ? r.toFixed(2) : dash);
 
 function latencyText(l: LatencySummary): string {
@@ -210,6 +221,26 @@ export function buildRows(results: Results, config: BenchConfig): Row[] {
     }
   }
 
+  // History: bytes on disk per live entity after an update-heavy run, with and without collection.
+  {
+    const workload =
+      `history: ${config.historyEntities.toLocaleString('en-US')} entities, ${config.historyUpdates.toLocaleString('en-US')} updates, bytes on disk per live entity`;
+    const collecting = results.history?.collecting;
+    const baseline = results.history?.baseline;
+    const fallback = missing(workload, ['history collecting'], dash);
+    if (fallback !== undefined || collecting === undefined) rows.push(fallback ?? { workload, figure: 'not run', baseline: dash, ratio: dash, goal: dash, verdict: 'ERROR' });
+    else {
+      rows.push({
+        workload,
+        figure: `${formatBytes(collecting.bytesPerEntity)} (history collected, 1 s horizon)`,
+        baseline: baseline === undefined ? (results.errors.has('history baseline') ? 'ERROR' : dash) : `${formatBytes(baseline.bytesPerEntity)} (defaults: nothing collected)`,
+        ratio: ratioText(baseline === undefined ? NaN : collecting.bytesPerEntity / baseline.bytesPerEntity),
+        goal: dash,
+        verdict: 'info',
+      });
+    }
+  }
+
   // Diagnostic: W1 over graphql-ws spread over several buckets, against the one-bucket figure.
   if (results.node.w1spread !== undefined) {
     const spread = results.node.w1spread;
@@ -340,6 +371,29 @@ function details(results: Results): string[] {
         `${j.warnings.count} warn/error log lines from the nodes${j.warnings.first.length > 0 ? ` (first: ${j.warnings.first.join(' | ')})` : ''}.`,
     );
   }
+  const h = (name: string, r: HistoryResult | undefined) => {
+    if (r === undefined) return;
+    const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+    out.push(
+      `- ${name}: ${r.entities.toLocaleString('en-US')} entities of ${r.dataBytes} bytes of JSON created in ${r.createSeconds.toFixed(1)} s, then ` +
+        `${r.updates.toLocaleString('en-US')} updates (${r.clients} clients x ${r.batchSize} changes/req) in ${r.updateSeconds.toFixed(1)} s ` +
+        `(${formatRate(r.updatesPerSecond)} updates/s${r.updateSeconds > 150 ? ', over 2.5 minutes: BENCH_HISTORY_UPDATES makes the run shorter' : ''}; node CPU ${formatPercent(r.nodeCpu)} of a core, its JavaScript thread ${formatPercent(r.nodeMainCpu)}, bench client ${formatPercent(r.clientCpu)}); ` +
+        `data directory during the load (MB, every ${(r.updates / Math.max(1, r.bytesDuringLoad.length)).toLocaleString('en-US')} updates): ${r.bytesDuringLoad.map(mb).join(', ')}; ` +
+        `${mb(r.bytesAtLoadEnd)} MB at the load's end, ${mb(r.bytes)} MB in ${r.files} files (${mb(r.walBytes)} MB of it the write-ahead log) once the collection counter had been still for 3 s ` +
+        `(${r.settleSeconds.toFixed(1)} s after the load) = ${formatBytes(r.bytesPerEntity)} per live entity (${r.liveEntities.toLocaleString('en-US')} live, every one at the version its client was answered; ` +
+        `${formatBytes((r.bytes - r.walBytes) / r.liveEntities)} without the log); ` +
+        `collected: ${r.collected.scanned.toLocaleString('en-US')} records scanned, ${r.collected.superseded.toLocaleString('en-US')} superseded removed, ` +
+        `${r.collected.tombstones.toLocaleString('en-US')} tombstones, ${r.collected.ccids.toLocaleString('en-US')} ccids forgotten, so ` +
+        `${r.recordsLeft.toLocaleString('en-US')} change records left of ${(r.entities + r.updates).toLocaleString('en-US')} written (${r.entities.toLocaleString('en-US')} at best); ` +
+        (r.readFromStart === undefined
+          ? ''
+          : `a reader paging the changes from the start (limit 1000) got ${r.readFromStart.changes.toLocaleString('en-US')} changes in ${r.readFromStart.pages} page${r.readFromStart.pages === 1 ? '' : 's'}` +
+            (r.readFromStart.errorCode === undefined ? '; ' : `, then ${r.readFromStart.errorCode} for the next page; `)) +
+        `${r.versionsOfOne} versions retained of one entity.`,
+    );
+  };
+  h('history, collecting (1 s horizon and ccid window, a round every second)', results.history?.collecting);
+  h('history, baseline (defaults: 30-day horizon)', results.history?.baseline);
   const c = results.node.catchup;
   if (c !== undefined) {
     out.push(`- W3 fill: ${c.written.toLocaleString('en-US')} changes in ${c.fillSeconds.toFixed(1)} s (${formatRate(c.fillPerSecond)} changes/s).`);
@@ -382,6 +436,9 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     `BENCH_CLUSTER_JOIN_BUCKETS=${config.clusterJoinBuckets}`,
     `BENCH_CLUSTER_BATCH=${config.clusterBatch}`,
     `BENCH_CLUSTER_LOAD_CLIENTS=${config.clusterLoadClients}`,
+    `BENCH_HISTORY_ENTITIES=${config.historyEntities}`,
+    `BENCH_HISTORY_UPDATES=${config.historyUpdates}`,
+    `BENCH_HISTORY_CLIENTS=${config.historyClients}`,
   ];
   const errors = [...results.errors].map(([part, message]) => `- **${part}**: ${message.replace(/\n/g, '\n  ')}`);
   const text = [
@@ -456,6 +513,15 @@ function method(config: BenchConfig): string[] {
       'every entity written to it; and `handoff.pending` is 0 on every node with as many partitions moved (`handoff.moved`, summed) as ' +
       'buckets gained the new node (each of those displaced one old replica, whose copy must be handed over and dropped: `pending` alone ' +
       'reads 0 until a handoff round has run). Polls every 100-200 ms; a bucket that agreed is not asked again (nothing writes).',
+    `- History: two fresh single nodes, one after the other and alone on the machine: (a) \`--history-horizon-seconds 1 --ccid-window-seconds 1 ` +
+      '--history-interval-seconds 1` (superseded change records, tombstones and ccids older than 1 s collected, a round every second), ' +
+      '(b) the defaults (30 days: nothing collected during the run). On each, ' +
+      `${config.historyEntities.toLocaleString('en-US')} entities are created, then updated round-robin until ${config.historyUpdates.toLocaleString('en-US')} updates are acknowledged, ` +
+      `in ${config.batchSize}-change requests from ${config.historyClients} closed-loop HTTP clients; each key belongs to one client, which sends the version ` +
+      'the node last answered for it as `baseVersion` (no merge) and the whole object with a counter changed as `data`; every answer is ' +
+      'checked (applied, no duplicate, no no-op, version = baseVersion + 1). Then `syncgraph_history_collected_total{kind="scanned"}` ' +
+      '(GET /metrics) is polled every 250 ms until it has not moved for 3 s, and the figure is the sum of the file sizes in `<data>/db` ' +
+      'divided by the bucket\'s entity count (replicaStatus), checked against the entities listed, each at the version its client was answered.',
   ];
 }
 

@@ -13,6 +13,10 @@
  *              a fresh single node, then against every node of a fresh 3-node cluster (N=3, W=2);
  *              then a 3-node cluster with N=2 loaded with many entities, and a 4th node joining:
  *              the time until it has taken over its share (bench/workloads/cluster.ts)
+ *   history  (after the cluster part, one node at a time) a fresh node collecting history at a 1 s
+ *              horizon, then a fresh node with the defaults (nothing collected during the run): create
+ *              entities, update them round-robin, bytes on disk per live entity once collection has
+ *              settled (bench/workloads/history.ts)
  * W2 runs first so that idle memory is read on processes that have not yet served heavy load.
  * Child processes and temporary directories are removed on any exit.
  *
@@ -41,8 +45,12 @@
  *   BENCH_CLUSTER_BATCH (500)    changes per request of that load
  *   BENCH_CLUSTER_LOAD_CLIENTS (6) concurrent clients of that load (dealt over the nodes)
  *   BENCH_CLUSTER_JOIN_TIMEOUT_SECONDS (90) longest wait for the joining node to take over
- *   BENCH_PART_TIMEOUT_SECONDS (180) a part still running after this is recorded as failed
- *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3,cluster
+ *   BENCH_HISTORY_ENTITIES (10000) entities created, then updated, by the history part
+ *   BENCH_HISTORY_UPDATES (1000000) updates acknowledged on each of its two nodes
+ *   BENCH_HISTORY_CLIENTS (4)    concurrent clients of that load (BENCH_BATCH changes per request)
+ *   BENCH_PART_TIMEOUT_SECONDS (180) a part still running after this is recorded as failed (a history
+ *                                run: one more second per 5,000 updates)
+ *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3,cluster,history
  *   BENCH_RESULTS (bench/RESULTS.md) where to write the report
  */
 import { runRawLevel } from './baselines/raw-level.js';
@@ -51,11 +59,12 @@ import { loadConfig } from './config.js';
 import { buildRows, consoleDetails, formatTable, machine, writeResults, type Results } from './report.js';
 import { checkSubmitted, dataOf, PUBLISH, SUBMIT, ChangeMaker, type GqlResult } from './support/gql.js';
 import { ForeignLoadMeter, formatPercent, sleep } from './stats.js';
-import { cleanupSync, installCleanup, startBareServer, startSyncgraph, type Service } from './support/services.js';
+import { cleanupSync, installCleanup, removeTempDir, startBareServer, startSyncgraph, type Service } from './support/services.js';
 import type { BenchCluster } from './support/cluster.js';
 import { runCatchup } from './workloads/catchup.js';
 import { runClusterWrites, runClusterWritesOnCluster, runJoin } from './workloads/cluster.js';
 import { runFanout } from './workloads/fanout.js';
+import { runHistory } from './workloads/history.js';
 import { runSubmit } from './workloads/submit.js';
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
@@ -74,6 +83,7 @@ async function main(): Promise<void> {
     ['w2', ['node w2']],
     ['w3', ['node w3']],
     ['cluster', ['cluster w1 single', 'cluster w1 3 nodes', 'cluster join']],
+    ['history', ['history collecting', 'history baseline']],
   ] as const) {
     if (!wants(part)) for (const name of names) results.skipped.add(name);
   }
@@ -87,13 +97,18 @@ async function main(): Promise<void> {
   const foreign = new ForeignLoadMeter();
 
   /** Runs one part; a failure is recorded (with the server's last output) and the bench goes on. */
-  const attempt = async <T>(part: string, server: Pick<Service, 'name' | 'tail'> | undefined, fn: () => Promise<T>): Promise<T | undefined> => {
+  const attempt = async <T>(
+    part: string,
+    server: Pick<Service, 'name' | 'tail'> | undefined,
+    fn: () => Promise<T>,
+    timeoutSeconds = config.partTimeoutSeconds,
+  ): Promise<T | undefined> => {
     log(`${part}...`);
     const t0 = performance.now();
     let timer: NodeJS.Timeout | undefined;
     try {
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${part} did not finish in ${config.partTimeoutSeconds} s`)), config.partTimeoutSeconds * 1000);
+        timer = setTimeout(() => reject(new Error(`${part} did not finish in ${timeoutSeconds} s`)), timeoutSeconds * 1000);
       });
       const value = await Promise.race([fn(), timeout]);
       log(`${part} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -238,6 +253,7 @@ async function main(): Promise<void> {
   await Promise.all([bare?.stop(), node?.stop()]);
 
   if (wants('cluster')) await runClusterPart();
+  if (wants('history')) await runHistoryPart();
   cleanupSync();
   results.foreignLoad = foreign.read();
   if (results.foreignLoad > 0.1) log(`WARNING: other processes used ${formatPercent(results.foreignLoad)} of a core during the run`);
@@ -302,6 +318,49 @@ async function main(): Promise<void> {
       }),
     );
     await stopRunning();
+  }
+
+  /**
+   * The history part: the same update-heavy load on a fresh node that collects history at a 1 s
+   * horizon, then on a fresh node with the defaults (30 days: nothing is collected during the run).
+   * One after the other, alone on the machine, so that neither's compactions slow the other.
+   */
+  async function runHistoryPart(): Promise<void> {
+    results.history = {};
+    const runs = [
+      ['history collecting', true, ['--history-horizon-seconds', '1', '--ccid-window-seconds', '1', '--history-interval-seconds', '1']],
+      ['history baseline', false, []],
+    ] as const;
+    for (const [part, collecting, flags] of runs) {
+      const node = await attempt(`${part} start node`, undefined, () => startSyncgraph(flags));
+      if (node === undefined) {
+        results.errors.set(part, `the node did not start (see "${part} start node")`);
+        continue;
+      }
+      try {
+        const result = await attempt(part, node, () =>
+          runHistory(node, {
+            collecting,
+            entities: config.historyEntities,
+            updates: config.historyUpdates,
+            batchSize: config.batchSize,
+            clients: config.historyClients,
+            valueBytes: config.valueBytes,
+            quietSeconds: 3,
+            bucket: 'history',
+            log,
+          }),
+          // The load's length is the setting's: one more second per 5,000 updates.
+          config.partTimeoutSeconds + config.historyUpdates / 5_000,
+        );
+        if (collecting) results.history.collecting = result;
+        else results.history.baseline = result;
+      } finally {
+        await node.stop();
+        // Hundreds of MB of history (without collection): not kept until the end of the bench.
+        removeTempDir(node.dataDir);
+      }
+    }
   }
 }
 

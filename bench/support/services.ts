@@ -156,13 +156,13 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
   };
 }
 
-/** The real node, on a fresh data directory. */
-export async function startSyncgraph(): Promise<Service & { dataDir: string }> {
+/** The real node, on a fresh data directory; `extraArgs` are more `start` flags. */
+export async function startSyncgraph(extraArgs: readonly string[] = []): Promise<Service & { dataDir: string }> {
   const dataDir = tempDir('syncgraph-bench-');
   const token = randomBytes(16).toString('hex');
   const service = await spawnService({
     name: 'syncgraph',
-    args: [INSPECT, NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info'],
+    args: [INSPECT, NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info', ...extraArgs],
     token,
     ready: (entry) => (entry['msg'] === 'syncgraph listening' && typeof entry['url'] === 'string' ? entry['url'] : undefined),
   });
