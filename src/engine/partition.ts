@@ -455,8 +455,14 @@ export class Partition {
       heads: [recordRef(self, seq)],
       hlc: entry.hlc,
       origin: self,
+      pos,
     };
     const ops = this.entityWrites(meta, config, key, current?.version ?? 0, state);
+    // The record this one supersedes, if history collection went past it (and kept it, as the
+    // entity's latest then): collected now, since no later pass looks at it again.
+    if (current?.pos !== undefined && current.pos < (meta.historyFrom ?? 1) && this.ctx.history !== undefined && this.ctx.keepClearedLog !== true) {
+      ops.push({ type: 'del', key: this.layout.change(current.pos) });
+    }
     // The log is read by range, never by key: no point caching its records.
     ops.push({ type: 'put', key: this.layout.change(pos), value: entry, cache: false });
     // Read again only when a client retries: from the staged map, then from LevelDB.
@@ -662,6 +668,7 @@ export class Partition {
       const page = await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last), limit: budget });
       const ops: StagedOp[] = [];
       let next = from;
+      let cursorFloor = meta.cursorFloor ?? 1;
       for (const [dbKey, entry] of page) {
         if (entry.at > threshold) break;
         const pos = PartitionLayout.seqOfKey(dbKey);
@@ -681,12 +688,13 @@ export class Partition {
           ops.push({ type: 'del', key: dbKey }, { type: 'del', key: this.layout.entity(meta.gen, entry.key) });
           for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entry.key))) ops.push({ type: 'del', key: versionKey });
           result.tombstones++;
+          cursorFloor = pos + 1;
         }
       }
       // Done: the page ended before the budget (the log's head), or an entry too young stopped it.
       result.done = page.length < budget || next <= PartitionLayout.seqOfKey(page.at(-1)![0]);
       if (next === from) return undefined;
-      ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, historyFrom: next } satisfies PartitionMeta });
+      ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, historyFrom: next, cursorFloor } satisfies PartitionMeta });
       this.stage(ops);
       return this.lastStaged;
     });
@@ -738,8 +746,8 @@ export class Partition {
     if (seqOf(vector, self) > seqOf(head, self)) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
     if (onlyOrigin(head, self) && onlyOrigin(vector, self)) {
       const fromPos = seqOf(vector, self) + 1;
-      if (stream === 'changes' && fromPos < ((await this.durableMeta()).historyFrom ?? 1)) {
-        throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is older than the history kept (the history horizon): read again from the start (since: null)');
+      if (stream === 'changes' && fromPos < ((await this.durableMeta()).cursorFloor ?? 1)) {
+        throw new SyncError(ErrorCode.INVALID_CURSOR, 'a deletion after this cursor is no longer in the history (the history horizon): read again from the start (since: null)');
       }
       return { fromPos, covered: null, since: vector, ahead: false };
     }

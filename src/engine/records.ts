@@ -71,6 +71,11 @@ export interface EntityState {
   /** Order of the entity's last record: its clock and origin. */
   hlc?: number;
   origin?: string;
+  /**
+   * Log position of the entity's last record, where this copy made it (a single node): the next
+   * write of the entity removes that record if history collection already went past it.
+   */
+  pos?: number;
 }
 
 /**
@@ -89,9 +94,15 @@ export interface PartitionMeta {
   cut?: VersionVector;
   /**
    * History collection (Partition.collectHistory) went through the log up to here: before it,
-   * only the latest record of each live entity is left, so a cursor from before it has expired.
+   * only the latest record of each live entity is left (and the next write of an entity removes
+   * its record there).
    */
   historyFrom?: number;
+  /**
+   * Just after the last tombstone history collection removed: a reader whose cursor is before it
+   * would never learn of that deletion, so such a cursor has expired.
+   */
+  cursorFloor?: number;
 }
 
 export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };

@@ -97,6 +97,49 @@ describe('history collection', () => {
     expect(next.change!.cursor).not.toBe((await allChanges(notes)).at(-2)!.cursor);
   });
 
+  it('removes a record kept as its entity\'s latest once a later write supersedes it', async () => {
+    const { notes, write, advance, now } = await setup();
+    await write('a', 'MODIFY', { v: 1 });
+    await write('b', 'MODIFY', { v: 1 });
+    advance(2 * HOUR);
+    await write('head', 'MODIFY', {});
+    expect(await notes.collectHistory(now())).toMatchObject({ scanned: 2, superseded: 0 });
+    await write('a', 'MODIFY', { v: 2 });
+    await write('b', 'DELETE');
+    // Nothing of a or b is left before the head but their latest records, written after it.
+    expect((await allChanges(notes)).map((c) => [c.key, c.version])).toEqual([
+      ['head', 1],
+      ['a', 2],
+      ['b', 2],
+    ]);
+  });
+
+  it('lets a reader page from the start through collected history; only a collected deletion expires a cursor', async () => {
+    const { notes, write, advance, now } = await setup();
+    for (const key of ['a', 'b', 'c', 'd']) await write(key, 'MODIFY', { v: 1 });
+    for (const key of ['a', 'b', 'c', 'd']) await write(key, 'MODIFY', { v: 2 });
+    advance(2 * HOUR);
+    await write('head', 'MODIFY', {});
+    await notes.collectHistory(now());
+    const seen: string[] = [];
+    for (let since: string | null = null; ; ) {
+      const page = await notes.changes(since, 1);
+      seen.push(...page.changes.map((c) => `${c.key}${c.version}`));
+      if (!page.hasMore) break;
+      since = page.cursor;
+    }
+    expect(seen).toEqual(['a2', 'b2', 'c2', 'd2', 'head1']);
+    // A reader that read a2 and b2 is fine while nothing after it is collected...
+    const afterB = (await notes.changes(null, 2)).cursor;
+    await write('d', 'DELETE');
+    advance(2 * HOUR);
+    await write('head2', 'MODIFY', {});
+    expect((await notes.changes(afterB, 10)).changes.map((c) => `${c.key}${c.op === 'DELETE' ? '-' : ''}`)).toEqual(['c', 'head', 'd-', 'head2']);
+    // ...but once the deletion of d is collected, it would never learn of it: expired.
+    expect(await notes.collectHistory(now())).toMatchObject({ tombstones: 1 });
+    await expect(notes.changes(afterB, 10)).rejects.toMatchObject({ code: 'INVALID_CURSOR' });
+  });
+
   it('remembers a ccid for the longer of the horizon and the window', async () => {
     const { notes, write, advance, now } = await setup({ horizonMs: HOUR, ccidWindowMs: 5 * HOUR });
     await write('a', 'MODIFY', { v: 1 });
@@ -151,6 +194,8 @@ describe('history collection', () => {
         advance(2 * HOUR);
         await write('zz-head', 'MODIFY', {});
         while (!(await notes.collectHistory(now(), 7)).done);
+        // Then every live entity once more: the records collection kept go as they are superseded.
+        for (const key of [...live.keys()]) live.set(key, (await write(key, 'MODIFY', { again: true })).change!.version!);
         const left = (await allChanges(notes)).filter((c) => c.key !== 'zz-head');
         const entities = await notes.entities(null, null, true);
         const expected = [...live].sort(([a], [b]) => (a < b ? -1 : 1));
