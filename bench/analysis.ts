@@ -219,13 +219,10 @@ function historyParagraph(collecting: HistoryResult | undefined, baseline: Histo
     );
     const left = collecting.recordsLeft - collecting.entities;
     if (left > collecting.entities * 0.05) {
-      const period = collecting.entities / collecting.updatesPerSecond;
       text.push(
-        `The ${left.toLocaleString('en-US')} extra are records that were still their entity's latest when collection reached them: a round goes through the log once ` +
-          '(the partition\'s `historyFrom` moves past every record it looked at, removed or not), so a record looked at before its entity\'s next update is never looked at again, ' +
-          `and stays after that update supersedes it. Here an entity was updated every ${period.toFixed(1)} s on average against a 1 s horizon, so ` +
-          'many records were looked at before being superseded; their number grows with the updates, so the history left is not bounded by the live entities ' +
-          '(with the 30-day default, the records left this way are those of entities idle for more than 30 days between two updates).',
+        `The ${left.toLocaleString('en-US')} extra are records collection had not removed when its counter settled (records younger than the horizon, or ` +
+          'superseded since the last round): a round removes what a later record superseded and keeps an entity\'s latest record, which the write that ' +
+          'later supersedes it removes (the entity state keeps its position).',
       );
     }
     const read = collecting.readFromStart;

@@ -63,27 +63,37 @@ function fileLines(file: string, onBytes?: (bytes: number) => void): AsyncGenera
   return splitLines(tapped.pipe(gunzip) as AsyncIterable<string>);
 }
 
-export async function backup(url: string, adminKey: string, out: string): Promise<{ file: string; nodeId: string; createdAt: string; entries: number; bytes: number }> {
-  const response = await fetch(`${url.replace(/\/(graphql)?$/, '')}/admin/backup`, { headers: { authorization: `Bearer ${adminKey}` } });
+/**
+ * GETs `path` of the node into `out`: written to `out.partial`, checked whole by `check`, and only
+ * then given its name, so that a transfer cut short never looks like a finished file.
+ */
+async function download<T>(url: string, adminKey: string, path: string, out: string, label: string, check: (file: string) => Promise<T>): Promise<T> {
+  const response = await fetch(`${baseUrl(url)}${path}`, { headers: { authorization: `Bearer ${adminKey}` } });
   if (!response.ok || response.body === null) throw new Error(`the node answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
   const partial = `${out}.partial`;
   const line = statusLine();
   try {
     await pipeline(
       Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-      counter((bytes) => line.show(`backup: ${mib(bytes)} received`)),
+      counter((bytes) => line.show(`${label}: ${mib(bytes)} received`)),
       createWriteStream(partial, { mode: 0o600 }),
     );
     line.end();
-    // Read back whole before it takes the name: a cut-short transfer never looks like a backup.
-    const checked = await restoreLines(fileLines(partial), undefined);
+    const checked = await check(partial);
     await rename(partial, out);
-    return { file: out, nodeId: checked.header.nodeId, createdAt: checked.header.createdAt, entries: checked.entries, bytes: statSync(out).size };
+    return checked;
   } catch (error) {
     line.end();
     rmSync(partial, { force: true });
     throw error;
   }
+}
+
+const baseUrl = (url: string) => url.replace(/\/(graphql)?$/, '');
+
+export async function backup(url: string, adminKey: string, out: string): Promise<{ file: string; nodeId: string; createdAt: string; entries: number; bytes: number }> {
+  const checked = await download(url, adminKey, '/admin/backup', out, 'backup', (file) => restoreLines(fileLines(file), undefined));
+  return { file: out, nodeId: checked.header.nodeId, createdAt: checked.header.createdAt, entries: checked.entries, bytes: statSync(out).size };
 }
 
 export async function restore(file: string, dataDir: string): Promise<{ dataDir: string; nodeId: string; createdAt: string; entries: number }> {
@@ -114,29 +124,10 @@ export async function restore(file: string, dataDir: string): Promise<{ dataDir:
   }
 }
 
-const baseUrl = (url: string) => url.replace(/\/(graphql)?$/, '');
-
 export async function exportData(url: string, adminKey: string, app: string, bucket: string | undefined, out: string) {
   const query = new URLSearchParams({ app, ...(bucket !== undefined ? { bucket } : {}) });
-  const response = await fetch(`${baseUrl(url)}/admin/export?${query}`, { headers: { authorization: `Bearer ${adminKey}` } });
-  if (!response.ok || response.body === null) throw new Error(`the node answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
-  const partial = `${out}.partial`;
-  const line = statusLine();
-  try {
-    await pipeline(
-      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-      counter((bytes) => line.show(`export: ${mib(bytes)} received`)),
-      createWriteStream(partial, { mode: 0o600 }),
-    );
-    line.end();
-    const counts = await checkExport(partial);
-    await rename(partial, out);
-    return { file: out, app, bucket: bucket ?? null, ...counts };
-  } catch (error) {
-    line.end();
-    rmSync(partial, { force: true });
-    throw error;
-  }
+  const counts = await download(url, adminKey, `/admin/export?${query}`, out, 'export', checkExport);
+  return { file: out, app, bucket: bucket ?? null, ...counts };
 }
 
 /** Reads an export file whole: its header, every line, its trailer and counts. */

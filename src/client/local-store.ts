@@ -14,6 +14,7 @@
  * supports it (classic-level), so a write is on disk before `set()` resolves.
  */
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level';
+import type { EventInput } from '../model/event.js';
 import type { KeyRecord } from './key-state.js';
 
 /** Any abstract-level database with string keys (its value encoding does not matter). */
@@ -68,14 +69,8 @@ export class BucketStore {
   }
 }
 
-export interface StoredEvent {
-  uuid: string;
-  timestamp: string;
-  user: string;
-  item: string;
-  action: string;
-  payload: string;
-}
+/** An event as the node takes and answers it (Simple Sync's fields). */
+export type StoredEvent = EventInput;
 
 export interface EventsSnapshot {
   history: StoredEvent[];

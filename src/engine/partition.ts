@@ -174,6 +174,8 @@ export class Partition {
   private durableChangeVector: VersionVector;
   private durableEventVector: VersionVector;
   private garbageCollection: Promise<void> = Promise.resolve();
+  /** Records writes removed as they superseded them (history collection had passed them): reported by the next collection pass. */
+  private supersededOnWrite = 0;
   /**
    * The origin of the records this copy accepts: the node's, or after the copy was purged (handed
    * over, a user deleted) and made anew, the node's with the copy's epoch, so that sequence numbers
@@ -462,6 +464,7 @@ export class Partition {
     // entity's latest then): collected now, since no later pass looks at it again.
     if (current?.pos !== undefined && current.pos < (meta.historyFrom ?? 1) && this.ctx.history !== undefined && this.ctx.keepClearedLog !== true) {
       ops.push({ type: 'del', key: this.layout.change(current.pos) });
+      this.supersededOnWrite++;
     }
     // The log is read by range, never by key: no point caching its records.
     ops.push({ type: 'put', key: this.layout.change(pos), value: entry, cache: false });
@@ -656,7 +659,8 @@ export class Partition {
    * A replica in a cluster keeps its history (`keepClearedLog`): other replicas may still need it.
    */
   async collectHistory(now: number, budget = 1000): Promise<HistoryCollected> {
-    const result: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, ccids: 0, done: true };
+    const result: HistoryCollected = { scanned: 0, superseded: this.supersededOnWrite, tombstones: 0, ccids: 0, done: true };
+    this.supersededOnWrite = 0;
     const policy = this.ctx.history;
     if (policy === undefined || this.ctx.keepClearedLog === true || this.retired) return result;
     const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
