@@ -8,10 +8,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
+import type { Engine } from '../../src/engine/engine.js';
 import type { Partition } from '../../src/engine/partition.js';
-import { defaultLimits } from '../../src/options.js';
-import { defaultRetention } from '../../src/model/retention.js';
 import type { JsonObject } from '../../src/model/json.js';
 import {
   acknowledge,
@@ -26,22 +24,12 @@ import {
 } from '../../src/client/key-state.js';
 import { outboxSize, selectBatch } from '../../src/client/outbox.js';
 import type { ChangeSubmission } from '../../src/client/key-state.js';
-import { MemoryStore } from './memory-store.js';
+import { openTestEngine } from './engine-fixture.js';
 
 const admin = { admin: true };
 
 async function openPartition(): Promise<{ engine: Engine; notes: Partition }> {
-  let id = 0;
-  const engine = await Engine.open(new MemoryStore(), {
-    now: () => 1_700_000_000_000,
-    newId: () => `0190a000-0000-7000-8000-${(++id).toString(16).padStart(12, '0')}`,
-    newNodeId: () => 'node1',
-    limits: defaultLimits,
-    retention: defaultRetention,
-    onBackgroundError: (error) => {
-      throw error;
-    },
-  });
+  const engine = await openTestEngine();
   return { engine, notes: await engine.partition('default', 'notes') };
 }
 

@@ -7,29 +7,15 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
 import type { Partition } from '../../src/engine/partition.js';
-import { defaultRetention } from '../../src/model/retention.js';
-import { defaultLimits } from '../../src/options.js';
-import { MemoryStore } from './memory-store.js';
+import { openTestEngine } from './engine-fixture.js';
 
 const HOUR = 3_600_000;
 const admin = { admin: true };
 
 async function setup(history = { horizonMs: HOUR, ccidWindowMs: HOUR }) {
   let now = 1_700_000_000_000;
-  let id = 0;
-  const engine = await Engine.open(new MemoryStore(), {
-    now: () => now,
-    newId: () => `0190a000-0000-7000-8000-${(++id).toString(16).padStart(12, '0')}`,
-    newNodeId: () => 'node1',
-    limits: defaultLimits,
-    retention: defaultRetention,
-    history,
-    onBackgroundError: (error) => {
-      throw error;
-    },
-  });
+  const engine = await openTestEngine(undefined, { now: () => now, history });
   const notes = await engine.partition('default', 'notes');
   let ccid = 0;
   const write = async (key: string, op: 'MODIFY' | 'DELETE', data?: Record<string, unknown>) => {

@@ -4,11 +4,9 @@
  * logs without a gap (sequence numbers, versions) from what is durable.
  */
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
-import { defaultLimits } from '../../src/options.js';
-import { defaultRetention } from '../../src/model/retention.js';
 import type { KeyValueStore, WriteOp } from '../../src/storage/store.js';
 import { MemoryStore } from './memory-store.js';
+import { openTestEngine } from './engine-fixture.js';
 
 /** A store whose next write fails when armed. */
 class FailingStore extends MemoryStore {
@@ -22,19 +20,7 @@ class FailingStore extends MemoryStore {
   }
 }
 
-async function open(store: KeyValueStore) {
-  let id = 0;
-  return Engine.open(store, {
-    now: () => 1_700_000_000_000,
-    newId: () => `0190a000-0000-7000-8000-${(++id).toString(16).padStart(12, '0')}`,
-    newNodeId: () => 'node1',
-    limits: defaultLimits,
-    retention: defaultRetention,
-    onBackgroundError: (error) => {
-      throw error;
-    },
-  });
-}
+const open = (store: KeyValueStore) => openTestEngine(store);
 
 describe('a failed write', () => {
   it('fails its request, leaves nothing behind, and later changes continue from what is durable', async () => {
