@@ -13,13 +13,19 @@
  * restart never sees half of one; batches are written with `sync: true` where the backend
  * supports it (classic-level), so a write is on disk before `set()` resolves.
  */
-import type { AbstractLevel, AbstractSublevel } from 'abstract-level';
+import type { AbstractSublevel } from 'abstract-level';
 import type { EventInput } from '../model/event.js';
 import type { KeyRecord } from './key-state.js';
 
-/** Any abstract-level database with string keys (its value encoding does not matter). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type LevelDatabase = AbstractLevel<any, string, any>;
+/**
+ * Any abstract-level database (its encodings do not matter): all the SDK asks of it is a sublevel
+ * of its own. Typed by that one method, since abstract-level's generic types are invariant in
+ * their formats and no single instantiation accepts browser-level, classic-level and
+ * memory-level alike.
+ */
+export interface LevelDatabase {
+  sublevel(name: string, options: { keyEncoding: 'utf8'; valueEncoding: 'json' }): object;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type JsonSublevel = AbstractSublevel<any, any, string, unknown>;
@@ -111,7 +117,7 @@ export class LocalStore {
   private readonly root: JsonSublevel;
 
   constructor(db: LevelDatabase) {
-    this.root = db.sublevel<string, unknown>('syncgraph', { keyEncoding: 'utf8', valueEncoding: 'json' }) as JsonSublevel;
+    this.root = db.sublevel('syncgraph', { keyEncoding: 'utf8', valueEncoding: 'json' }) as JsonSublevel;
   }
 
   /** The client's id, made once per store (by `generate`) and kept. */
