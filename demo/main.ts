@@ -64,7 +64,12 @@ async function token(): Promise<string> {
   return session.token;
 }
 
-const store = new Level<string, unknown>(`syncgraph-demo-${config.app}-${user.username}`);
+// Each tab has its own local copy (two SDK clients must not share one store), kept across reloads
+// of the tab; the tabs of one user share one live connection to the node.
+let tabId = sessionStorage.getItem('syncgraph-demo-tab');
+if (tabId === null) sessionStorage.setItem('syncgraph-demo-tab', (tabId = crypto.randomUUID()));
+const store = new Level<string, unknown>(`syncgraph-demo-${config.app}-${user.username}-${tabId}`);
+const shareConnection = { name: `syncgraph-demo:${config.app}:${user.username}` };
 let client!: SyncClient;
 let notes!: Bucket;
 /** Online: a client that syncs by itself. Offline: one that only keeps edits in the store. */
@@ -75,7 +80,7 @@ const shown = new Map<string, Note>();
 
 function open(online: boolean): void {
   live = online;
-  client = createClient({ url, token, store, live });
+  client = createClient({ url, token, store, live, ...(live ? { shareConnection } : {}) });
   notes = client.bucket(config.bucket);
   stopListening = [
     client.on('status', renderStatus),

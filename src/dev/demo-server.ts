@@ -53,7 +53,17 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
       port: options.port ?? 5173,
       strictPort: options.port !== undefined && options.port !== 0,
       hmr: false,
-      proxy: { '/graphql': { target: options.nodeUrl, ws: true } },
+      proxy: {
+        '/graphql': {
+          target: options.nodeUrl,
+          ws: true,
+          // A socket reset when a page or the node goes away is expected: the page shows it as
+          // offline; no need for a stack trace on the console.
+          configure: (proxy) => {
+            proxy.on('error', () => undefined);
+          },
+        },
+      },
       // The SDK's source lives outside demo/.
       fs: { allow: [root] },
     },

@@ -98,4 +98,30 @@ describe('the demo in a real browser', () => {
     const listed = (await response.json()) as { data: { entities: Array<{ data: { title: string; body: string } }> } };
     expect(listed.data.entities.map((e) => [e.data.title, e.data.body])).toEqual([['Shopping', 'eggs, bread and milk']]);
   });
+  it('shares one live connection between two tabs of one user, each with its own local copy', async () => {
+    const context = await browser.newContext({ viewport: { width: 900, height: 560 } });
+    contexts.push(context);
+    const sockets: string[] = [];
+    context.on('page', (page) => page.on('websocket', (socket) => sockets.push(socket.url())));
+    const errors: string[] = [];
+    const tab = async () => {
+      const page = await context.newPage();
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(`${demo.url}?user=bob`);
+      await expect.poll(() => status(page), { timeout: 30_000 }).toBe('saved');
+      return page;
+    };
+    const first = await tab();
+    const second = await tab();
+    await first.getByTestId('new-note').click();
+    await first.getByTestId('title').fill('Shared tabs');
+    await first.getByTestId('body').fill('one connection');
+    const entry = second.getByTestId('notes').getByRole('button', { name: 'Shared tabs' });
+    await entry.waitFor({ timeout: 20_000 });
+    await entry.click();
+    await expect.poll(() => body(second)).toBe('one connection');
+    // The GraphQL socket (Vite's own dev socket aside) was opened once, by the leader tab.
+    expect(sockets.filter((url) => url.includes('/graphql'))).toHaveLength(1);
+    expect(errors).toEqual([]);
+  });
 });
