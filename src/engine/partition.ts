@@ -678,11 +678,10 @@ export class Partition {
         const pos = PartitionLayout.seqOfKey(dbKey);
         result.scanned++;
         next = pos + 1;
-        const indexed = await this.store.get<ChangeEntry>(this.layout.ccid(entry.ccid));
-        if (indexed?.id === entry.id) {
-          ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
-          result.ccids++;
-        }
+        // A single node indexes each ccid once, under the record that applied it (a retry is
+        // answered from the index, never logged): the index entry is this record's.
+        ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
+        result.ccids++;
         if (entry.key === null || entry.version === null) continue; // EMPTY and DROP stay
         const state = await this.store.get<EntityState>(this.layout.entity(meta.gen, entry.key));
         if (state === undefined || state.version > entry.version) {
