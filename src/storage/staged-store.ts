@@ -158,9 +158,12 @@ export class StagedStore {
       for (const [key, entry, size] of entries) {
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
-        if (size >= 0) this.cache.set(key, entry === ABSENT ? { absent: true } : { value: entry.value, size });
-        // Uncached keys (logs, the ccid index) are rarely in the cache: look before deleting, which
-        // costs more than a lookup even when the key is not there.
+        if (entry !== ABSENT && size >= 0) this.cache.set(key, { value: entry.value, size });
+        // A deleted key leaves the cache rather than taking a place in it as "absent": deletes
+        // are mostly of keys nobody reads by key (pruned versions, collected history), and an
+        // entry costs several times the 64 bytes the cache's budget counts for it. Uncached keys
+        // (logs, the ccid index) are rarely there: look before deleting, which costs more than a
+        // lookup even when the key is not there.
         else if (this.cache.has(key)) this.cache.delete(key);
         if (this.staged.get(key) === entry) this.staged.delete(key);
       }
