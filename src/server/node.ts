@@ -31,7 +31,7 @@ import { ErrorCode, SyncError } from '../model/errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '../options.js';
 import type { ResolverContext } from '../resolvers/context.js';
 import { LevelStore } from '../storage/level-store.js';
-import { backupLines, splitLines } from '../storage/backup.js';
+import { BackupError, backupLines, splitLines } from '../storage/backup.js';
 import { ExportError, exportLines, importLines } from './export.js';
 import { keyMatches, resolveAdminKey } from './admin-key.js';
 import { Authenticator, type Access } from '../auth/access.js';
@@ -283,7 +283,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     res.setHeader('x-request-id', requestId);
     const started = log.isLevelEnabled('debug') ? performance.now() : 0;
     if (started !== 0) {
-      res.once('finish', () => log.debug({ reqId: requestId, method: req.method, path: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+      res.once('finish', () => log.debug({ reqId: requestId, method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
     }
     handle(req, res, requestId)
       .catch((error: unknown) => {
@@ -380,7 +380,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       res.end(JSON.stringify(summary));
     } catch (error) {
       req.resume();
-      if (error instanceof ExportError) return sendError(res, 400, ErrorCode.INVALID_INPUT, error.message);
+      if (error instanceof ExportError || error instanceof BackupError) return sendError(res, 400, ErrorCode.INVALID_INPUT, error.message);
       if (error instanceof SyncError) return sendError(res, error.code === ErrorCode.UNAVAILABLE ? 503 : 400, error.code, error.message);
       throw error;
     }

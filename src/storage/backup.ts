@@ -134,14 +134,17 @@ function checkTrailer(value: unknown, lineNo: number): Trailer {
 
 /**
  * Splits text into lines (without their newlines). The chunks must be decoded text (a stream with
- * `setEncoding('utf8')`), so that no character is cut at a chunk's end.
+ * `setEncoding('utf8')`), so that no character is cut at a chunk's end. A line longer than
+ * `lineMax` characters is refused (BackupError): no line of ours comes near it, and a stream
+ * without newlines must not be buffered without bound.
  */
-export async function* splitLines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+export async function* splitLines(chunks: AsyncIterable<string>, lineMax = 64 * 1024 * 1024): AsyncGenerator<string> {
   let rest = '';
   for await (const chunk of chunks) {
     const text = rest + chunk;
     const lines = text.split('\n');
     rest = lines.pop() ?? '';
+    if (rest.length > lineMax) throw new BackupError(`a line longer than ${lineMax} characters: not a file of ours`);
     yield* lines;
   }
   if (rest !== '') yield rest;
