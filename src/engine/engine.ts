@@ -152,10 +152,12 @@ export class Engine {
   }
 
   /**
-   * One round of history collection over every partition (Partition.collectHistory), looking at
-   * about `budget` records in all, in passes of at most 1000 so that writes interleave.
+   * One round of history collection over every partition (Partition.collectHistory), in passes of
+   * at most 1000 records so that writes interleave, until every partition is done or `budget`
+   * records were looked at. The default has no bound: a round must keep up with any write rate
+   * (a node taking 5,000 changes/s has 300,000 records a minute to look at).
    */
-  async collectHistory(now: number, budget = 100_000): Promise<HistoryCollected> {
+  async collectHistory(now: number, budget = Number.POSITIVE_INFINITY): Promise<HistoryCollected> {
     const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, ccids: 0, done: true };
     for (const id of await this.partitionIds()) {
       for (;;) {
