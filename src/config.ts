@@ -7,11 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { defaultLimits, type ClusterConfig, type Limits, type NodeOptions } from './options.js';
+import { ADDRESS, defaultLimits, NODE_ID, type ClusterConfig, type Limits, type NodeOptions } from './options.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$/;
 
 const positiveInt = z.number({ error: 'must be a number' }).int('must be a whole number').positive('must be at least 1');
 const secret = (what: string) => z.string({ error: 'must be a string' }).min(16, `${what} must have at least 16 characters`);

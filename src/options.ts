@@ -158,8 +158,9 @@ export interface ResolvedNodeOptions {
   history: HistoryOptions;
 }
 
-const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$/;
+/** A node id in a cluster, and a host:port: shared with config.ts's schema. */
+export const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+export const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$/;
 
 /** Checks a cluster configuration; throws an Error naming the first problem. */
 export function checkClusterConfig(config: ClusterConfig): void {

@@ -85,7 +85,8 @@ export class Authenticator {
   }
 }
 
-function bearer(authorization: unknown): string | undefined {
+/** The secret of an `Authorization: Bearer <secret>` header, if that is what it is. */
+export function bearer(authorization: unknown): string | undefined {
   if (typeof authorization !== 'string') return undefined;
   const match = /^Bearer +(\S+)\s*$/i.exec(authorization);
   return match?.[1];

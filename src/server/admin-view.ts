@@ -5,6 +5,7 @@
  * requests. The page is static: its script polls /admin/status.json; nothing is inlined, so the
  * page runs under a strict Content-Security-Policy.
  */
+import { bearer } from '../auth/access.js';
 
 export interface AdminStatus {
   nodeId: string;
@@ -24,8 +25,8 @@ export interface AdminStatus {
 /** Is `authorization` the admin key, as a bearer token or as the password of Basic credentials? */
 export function adminCredential(authorization: string | undefined, isAdminKey: (secret: string) => boolean): boolean {
   if (authorization === undefined) return false;
-  const bearer = /^Bearer +(\S+)\s*$/i.exec(authorization)?.[1];
-  if (bearer !== undefined) return isAdminKey(bearer);
+  const token = bearer(authorization);
+  if (token !== undefined) return isAdminKey(token);
   const basic = /^Basic +([A-Za-z0-9+/=]+)\s*$/i.exec(authorization)?.[1];
   if (basic === undefined) return false;
   const decoded = Buffer.from(basic, 'base64').toString('utf8');

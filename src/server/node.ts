@@ -34,7 +34,7 @@ import { LevelStore } from '../storage/level-store.js';
 import { BackupError, backupLines, splitLines } from '../storage/backup.js';
 import { ExportError, exportLines, importLines } from './export.js';
 import { keyMatches, resolveAdminKey } from './admin-key.js';
-import { Authenticator, type Access } from '../auth/access.js';
+import { Authenticator, bearer, type Access } from '../auth/access.js';
 import { Directory } from '../auth/directory.js';
 import { Quotas } from '../auth/quotas.js';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -404,7 +404,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       res.end(JSON.stringify({ status: waiting.length === 0 ? 'ready' : 'not ready', reasons: waiting }));
       return;
     }
-    const secret = /^Bearer +(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    const secret = bearer(req.headers.authorization);
     const operator = adminCredential(req.headers.authorization, (key) => keyMatches(key, admin.key));
     if (url.pathname === '/metrics' && req.method === 'GET') {
       const allowed = operator || (secret !== undefined && options.metricsToken !== undefined && keyMatches(secret, options.metricsToken));
