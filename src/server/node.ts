@@ -323,7 +323,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
       members: cluster?.nodes() ?? [{ id: engine.nodeId, address: `${options.host}:${options.port}`, status: 'active', up: true, self: true }],
       handoff: cluster?.handoffProgress() ?? { pending: 0, moved: 0 },
       partitions: { total: ids.length, shown },
-      totals: { changesApplied: metrics.changesApplied, subscriptionsLive: engine.subscriberCount },
+      totals: { changesApplied: await metrics.changesApplied(), subscriptionsLive: engine.subscriberCount },
     };
   }
 
