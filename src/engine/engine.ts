@@ -10,6 +10,12 @@ import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { HybridClock } from './hlc.js';
 import { Partition, partitionId, type EngineContext, type HistoryCollected } from './partition.js';
 
+/** One instance of a bucket: the app's own (owner null), or a user's private one. */
+export interface BucketInstance {
+  bucket: string;
+  owner: string | null;
+}
+
 export interface EngineOptions extends Omit<EngineContext, 'nodeId' | 'clock'>, StagedStoreOptions {
   /** Makes the id of a node on its first start (the origin of the records it accepts). */
   newNodeId: () => string;
@@ -55,6 +61,32 @@ export class Engine {
     const user = normaliseUsername(owner, 'user');
     const prefix = registry.ownedBy(appId, user).gte;
     return (await this.store.page({ ...registry.ownedBy(appId, user), limit: 10_000_000 })).map(([key]) => key.slice(prefix.length));
+  }
+
+  /**
+   * The bucket instances of `app` this node holds (durably), sorted by bucket, then owner (the
+   * app's own first): all of them, or only `owner`'s private ones.
+   */
+  async instances(app: string, owner?: string): Promise<BucketInstance[]> {
+    const appId = normaliseAppId(app);
+    if (owner !== undefined) {
+      const user = normaliseUsername(owner, 'user');
+      return (await this.bucketNames(appId, user)).map((bucket) => ({ bucket, owner: user }));
+    }
+    const prefix = registry.buckets(appId).gte;
+    const rows = await this.store.page({ ...registry.buckets(appId), limit: 10_000_000 });
+    return rows.map(([key]) => {
+      const rest = key.slice(prefix.length);
+      const split = rest.indexOf('!');
+      return { bucket: rest.slice(0, split), owner: rest.slice(split + 1) || null };
+    });
+  }
+
+  /** Purges every private bucket instance of `owner` this node holds; says how many there were. */
+  async purgeOwner(app: string, owner: string): Promise<number> {
+    const buckets = await this.bucketNames(app, owner);
+    for (const bucket of buckets) await this.purge(app, bucket, owner);
+    return buckets.length;
   }
 
   /** The owners of the instances of `bucket` that hold something (null: the app's own), sorted. */

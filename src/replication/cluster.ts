@@ -23,7 +23,7 @@
  * Time and the network are injected (transport.ts): the deterministic simulation runs this very
  * code on virtual time.
  */
-import type { Engine } from '../engine/engine.js';
+import type { BucketInstance, Engine } from '../engine/engine.js';
 import type { Caller, ChangeInput, Partition, PushEventsOutcome } from '../engine/partition.js';
 import type { BucketConfig, ChangeOutcome, ChangeRecord, EventRecord } from '../engine/records.js';
 import type { EventInput } from '../model/event.js';
@@ -137,6 +137,8 @@ export class Cluster implements Router {
   private handoffByPeer = new Map<string, number>();
   /** Told of each partition anti-entropy found out of step with a peer (metrics). */
   onRepair: ((peer: string, direction: 'pull' | 'push') => void) | undefined;
+  /** Told when an anti-entropy and handoff round has ended (metrics: whether rounds run at all). */
+  onRound: (() => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -547,6 +549,60 @@ export class Cluster implements Router {
     return false;
   }
 
+  // ------------------------------------------------------------------ Router: across buckets
+
+  /**
+   * A node's registry lists only the buckets it holds a copy of: the cluster's are the union of
+   * every active member's. All must answer (a list without one member's share would export, or
+   * delete, only part of an app).
+   */
+  async instances(app: string, owner?: string): Promise<BucketInstance[]> {
+    const lists = await this.askEveryMember(
+      () => this.engine.instances(app, owner),
+      async (node) => expect(await this.call(node, { type: 'instances', app, owner: owner ?? null }, this.options.requestTimeoutMs), 'instances').instances,
+    );
+    const byId = new Map<string, BucketInstance>();
+    for (const list of lists) for (const instance of list) byId.set(`${instance.bucket}!${instance.owner ?? ''}`, instance);
+    // The registry's order: by bucket, then owner, the app's own (empty owner) first.
+    return [...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, instance]) => instance);
+  }
+
+  /**
+   * Purges `owner`'s buckets on every member, in passes until one finds nothing anywhere: while
+   * one member purges, another's anti-entropy may still copy a record back to it.
+   */
+  async purgeOwner(app: string, owner: string): Promise<void> {
+    for (let pass = 1; ; pass++) {
+      const counts = await this.askEveryMember(
+        () => this.engine.purgeOwner(app, owner),
+        async (node) => expect(await this.call(node, { type: 'purgeOwner', app, owner }, this.options.requestTimeoutMs), 'purged').instances,
+      );
+      if (counts.every((n) => n === 0)) return;
+      if (pass === PURGE_PASSES_MAX) {
+        throw new SyncError(ErrorCode.UNAVAILABLE, `copies of ${owner}'s buckets kept coming back after ${pass} passes: delete the user again`);
+      }
+    }
+  }
+
+  /** Runs a request on this node and every other active member; UNAVAILABLE unless all answer. */
+  private async askEveryMember<T>(here: () => Promise<T>, there: (node: string) => Promise<T>): Promise<T[]> {
+    const others = this.membership.active().filter((n) => n !== this.nodeId);
+    const down = others.filter((n) => !this.membership.isUp(n));
+    if (down.length > 0) throw new SyncError(ErrorCode.UNAVAILABLE, `member ${down.join(', ')} is down: this needs every member, retry when it is back`);
+    return Promise.all([
+      here(),
+      ...others.map(async (node) => {
+        try {
+          return await there(node);
+        } catch (error) {
+          const local = error instanceof RemoteError ? remoteToLocal(error) : error;
+          if (isSyncError(local)) throw local;
+          throw new SyncError(ErrorCode.UNAVAILABLE, `member ${node} did not answer: this needs every member, retry`);
+        }
+      }),
+    ]);
+  }
+
   // ------------------------------------------------------------------ Router: reads
 
   async beforeRead(partition: Partition): Promise<void> {
@@ -724,6 +780,10 @@ export class Cluster implements Router {
           const { records, more } = await this.directory.recordsSince(request.vector ?? emptyVector, limit);
           return { type: 'dirRecords', records, more };
         }
+        case 'instances':
+          return { type: 'instances', instances: await this.engine.instances(request.app, request.owner ?? undefined) };
+        case 'purgeOwner':
+          return { type: 'purged', instances: await this.engine.purgeOwner(request.app, request.owner) };
         case 'status': {
           const partition = await this.engine.partitionById(request.partition);
           const { digest, entities } = await partition.digest();
@@ -791,7 +851,10 @@ export class Cluster implements Router {
 
   /** One round of anti-entropy and handoff; rounds never overlap. */
   private background(): Promise<void> {
-    this.rounds = this.rounds.then(() => this.round()).catch((error: unknown) => this.logger.warn({ err: error }, 'anti-entropy round failed'));
+    this.rounds = this.rounds
+      .then(() => this.round())
+      .then(() => this.onRound?.())
+      .catch((error: unknown) => this.logger.warn({ err: error }, 'anti-entropy round failed'));
     return this.rounds;
   }
 
@@ -990,6 +1053,9 @@ export class Cluster implements Router {
     return new Promise((resolve) => this.timers.push(this.clock.setTimeout(resolve, ms)));
   }
 }
+
+/** Most passes of a user's deletion (Cluster.purgeOwner) before it gives up. */
+const PURGE_PASSES_MAX = 5;
 
 function expect<T extends PeerResponse['type']>(answer: PeerResponse, type: T): Extract<PeerResponse, { type: T }> {
   if (answer.type !== type) throw new Error(`peer answered ${answer.type}, expected ${type}`);

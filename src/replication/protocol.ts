@@ -3,6 +3,7 @@
  * transport (the cluster key), but what they send is still checked for shape before use: a
  * buggy or outdated peer must get an error, not corrupt a log.
  */
+import type { BucketInstance } from '../engine/engine.js';
 import type { ChangeOutcome, ChangeRecord, EventRecord, BucketConfig } from '../engine/records.js';
 import type { ChangeInput, PushEventsOutcome } from '../engine/partition.js';
 import type { EventInput } from '../model/event.js';
@@ -42,7 +43,9 @@ export type PeerRequest =
   | { type: 'vectors'; partitions: string[] }
   | { type: 'status'; partition: string }
   | { type: 'dirPush'; records: DirectoryRecord[] }
-  | { type: 'dirPull'; vector: VersionVector; limit: number };
+  | { type: 'dirPull'; vector: VersionVector; limit: number }
+  | { type: 'instances'; app: string; owner: string | null }
+  | { type: 'purgeOwner'; app: string; owner: string };
 
 export type PeerResponse =
   | { type: 'pong'; members: MemberList }
@@ -55,9 +58,11 @@ export type PeerResponse =
   | { type: 'status'; vectors: Vectors; digest: string; entities: number }
   | { type: 'dirVector'; vector: VersionVector }
   | { type: 'dirRecords'; records: DirectoryRecord[]; more: boolean }
+  | { type: 'instances'; instances: BucketInstance[] }
+  | { type: 'purged'; instances: number }
   | { type: 'error'; code: string; message: string };
 
-const REQUEST_TYPES = new Set(['ping', 'submit', 'pushEvents', 'configure', 'push', 'pull', 'vectors', 'status', 'dirPush', 'dirPull']);
+const REQUEST_TYPES = new Set(['ping', 'submit', 'pushEvents', 'configure', 'push', 'pull', 'vectors', 'status', 'dirPush', 'dirPull', 'instances', 'purgeOwner']);
 
 /** A request from the wire, checked for its envelope; handlers check their fields. */
 export function isPeerRequest(value: unknown): value is PeerRequest {
@@ -65,5 +70,9 @@ export function isPeerRequest(value: unknown): value is PeerRequest {
   const { type, partition } = value as { type?: unknown; partition?: unknown };
   if (typeof type !== 'string' || !REQUEST_TYPES.has(type)) return false;
   if (type === 'ping' || type === 'vectors' || type === 'dirPush' || type === 'dirPull') return true;
+  if (type === 'instances' || type === 'purgeOwner') {
+    const { app, owner } = value as { app?: unknown; owner?: unknown };
+    return typeof app === 'string' && (typeof owner === 'string' || (type === 'instances' && owner === null));
+  }
   return typeof partition === 'string' && partition.length <= 400;
 }

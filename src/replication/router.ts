@@ -1,8 +1,10 @@
 /**
  * Where a partition's operations run. A single node runs them on its own partitions
  * (`localRouter`); in a cluster (`Cluster`), writes go to the partition's coordinator and are
- * acknowledged once replicated, and reads are served from a local copy kept current.
+ * acknowledged once replicated, reads are served from a local copy kept current, and what spans
+ * buckets (listing them, deleting a user's) asks every member.
  */
+import type { BucketInstance, Engine } from '../engine/engine.js';
 import type { Caller, ChangeInput, Partition, PushEventsOutcome } from '../engine/partition.js';
 import type { BucketConfig, ChangeOutcome } from '../engine/records.js';
 import type { EventInput } from '../model/event.js';
@@ -23,12 +25,25 @@ export interface Router {
   beforeRead(partition: Partition): Promise<void>;
   /** Keeps the local copy live while a subscription reads it; returns the release. */
   follow(partition: Partition): () => void;
+  /**
+   * The bucket instances of `app` that hold something, wherever they are: all of them, or only
+   * `owner`'s private ones; sorted by bucket, then owner (the app's own first).
+   */
+  instances(app: string, owner?: string): Promise<BucketInstance[]>;
+  /** Deletes every private bucket instance of `owner` in `app`, every copy of it. */
+  purgeOwner(app: string, owner: string): Promise<void>;
 }
 
-export const localRouter: Router = {
-  submitChanges: (partition, inputs, clientId, caller) => partition.submitChanges(inputs, clientId, caller),
-  pushEvents: (partition, inputs, since, author, mayPush) => partition.pushEvents(inputs, since, author, mayPush),
-  configure: (partition, patch, caller) => partition.configure(patch, caller),
-  beforeRead: async () => undefined,
-  follow: () => () => undefined,
-};
+export function localRouter(engine: Engine): Router {
+  return {
+    submitChanges: (partition, inputs, clientId, caller) => partition.submitChanges(inputs, clientId, caller),
+    pushEvents: (partition, inputs, since, author, mayPush) => partition.pushEvents(inputs, since, author, mayPush),
+    configure: (partition, patch, caller) => partition.configure(patch, caller),
+    beforeRead: async () => undefined,
+    follow: () => () => undefined,
+    instances: (app, owner) => engine.instances(app, owner),
+    purgeOwner: async (app, owner) => {
+      await engine.purgeOwner(app, owner);
+    },
+  };
+}

@@ -77,9 +77,9 @@ export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'us
     }
     return { changes, cursor: encodeCross(positions), hasMore };
   },
-  buckets: async (_, { user }, { access, engine }) => {
+  buckets: async (_, { user }, { access, router }) => {
     requireCapability(access, Capability.LIST_BUCKETS);
-    return (await engine.bucketNames(access.app, user ?? undefined)).sort();
+    return [...new Set((await router.instances(access.app, user ?? undefined)).map((i) => i.bucket))].sort();
   },
   aclRules: async (_, __, { access, directory }) => {
     requireCapability(access, Capability.MANAGE_APP);
@@ -154,12 +154,12 @@ export const AuthMutation: Pick<
     await directory.resetUser(access.app, username);
     return true;
   },
-  deleteUser: async (_, { username }, { access, directory, engine }) => {
+  deleteUser: async (_, { username }, { access, directory, router }) => {
     requireCapability(access, Capability.DELETE_USER);
-    // Tokens first (nothing more gets written), then every record of each private bucket, then
-    // the account: interrupted anywhere, deleting again finishes the job.
+    // Tokens first (nothing more gets written), then every copy of each private bucket (on every
+    // member, in a cluster), then the account: interrupted anywhere, deleting again finishes the job.
     await directory.resetUser(access.app, username);
-    for (const bucket of await engine.bucketNames(access.app, username)) await engine.purge(access.app, bucket, username);
+    await router.purgeOwner(access.app, username);
     await directory.deleteUser(access.app, username);
     return true;
   },

@@ -38,36 +38,36 @@ export async function* exportLines(engine: Engine, router: Router, app: string, 
   yield `${JSON.stringify({ format: EXPORT_FORMAT, version: EXPORT_VERSION, app, bucket, createdAt: new Date().toISOString() })}\n`;
   const counts = { entities: 0, events: 0, configs: 0 };
   const line = (value: ExportLine) => `${JSON.stringify(value)}\n`;
-  for (const name of bucket === null ? await engine.bucketNames(app) : [bucket]) {
-    for (const owner of await engine.owners(app, name)) {
-      const partition = await engine.partition(app, name, owner);
-      await router.beforeRead(partition);
-      const stored = await partition.storedConfig();
-      if (stored !== undefined) {
-        counts.configs++;
-        yield line({ type: 'config', bucket: name, owner, config: { conflictMode: stored.conflictMode, versionMax: stored.versionMax, version10Max: stored.version10Max } });
+  // In a cluster, every member's: a node holds copies of only some of the app's buckets.
+  const instances = (await router.instances(app)).filter((i) => bucket === null || i.bucket === bucket);
+  for (const { bucket: name, owner } of instances) {
+    const partition = await engine.partition(app, name, owner);
+    await router.beforeRead(partition);
+    const stored = await partition.storedConfig();
+    if (stored !== undefined) {
+      counts.configs++;
+      yield line({ type: 'config', bucket: name, owner, config: { conflictMode: stored.conflictMode, versionMax: stored.versionMax, version10Max: stored.version10Max } });
+    }
+    for (let after: string | null = null; ; ) {
+      const page = await partition.entities(PAGE, after, false);
+      let chunk = '';
+      for (const entity of page) chunk += line({ type: 'entity', bucket: name, owner, key: entity.key, data: entity.data! });
+      counts.entities += page.length;
+      if (chunk !== '') yield chunk;
+      if (page.length < PAGE) break;
+      after = page.at(-1)!.key;
+    }
+    for (let since: string | null = null; ; ) {
+      const page = await partition.events(since, PAGE);
+      let chunk = '';
+      for (const e of page.events) {
+        const event: EventInput = { uuid: e.uuid, timestamp: e.timestamp, user: e.user, item: e.item, action: e.action, payload: e.payload };
+        chunk += line({ type: 'event', bucket: name, owner, event });
       }
-      for (let after: string | null = null; ; ) {
-        const page = await partition.entities(PAGE, after, false);
-        let chunk = '';
-        for (const entity of page) chunk += line({ type: 'entity', bucket: name, owner, key: entity.key, data: entity.data! });
-        counts.entities += page.length;
-        if (chunk !== '') yield chunk;
-        if (page.length < PAGE) break;
-        after = page.at(-1)!.key;
-      }
-      for (let since: string | null = null; ; ) {
-        const page = await partition.events(since, PAGE);
-        let chunk = '';
-        for (const e of page.events) {
-          const event: EventInput = { uuid: e.uuid, timestamp: e.timestamp, user: e.user, item: e.item, action: e.action, payload: e.payload };
-          chunk += line({ type: 'event', bucket: name, owner, event });
-        }
-        counts.events += page.events.length;
-        if (chunk !== '') yield chunk;
-        if (!page.hasMore) break;
-        since = page.cursor;
-      }
+      counts.events += page.events.length;
+      if (chunk !== '') yield chunk;
+      if (!page.hasMore) break;
+      since = page.cursor;
     }
   }
   yield `${JSON.stringify({ end: true, ...counts })}\n`;

@@ -32,6 +32,7 @@ export class Metrics {
   readonly commitSeconds: Histogram;
   readonly slowConsumers: Counter;
   readonly repairs: Counter<'peer' | 'direction'>;
+  readonly rounds: Counter;
   readonly history: Counter<'kind'>;
   private sources: MetricSources = {};
 
@@ -89,6 +90,11 @@ export class Metrics {
       name: 'syncgraph_anti_entropy_repairs_total',
       help: 'Partitions anti-entropy found out of step with a peer, by peer and direction (pull: the peer had records this node lacked; push: the reverse)',
       labelNames: ['peer', 'direction'],
+      registers,
+    });
+    this.rounds = new Counter({
+      name: 'syncgraph_anti_entropy_rounds_total',
+      help: 'Anti-entropy and handoff rounds this node has completed (a cluster node runs one every few seconds)',
       registers,
     });
     this.history = new Counter({

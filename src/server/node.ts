@@ -21,7 +21,7 @@ import { V7Generator } from 'uuidv7';
 import { WebSocketServer } from 'ws';
 import { Engine } from '../engine/engine.js';
 import { Cluster } from '../replication/cluster.js';
-import { localRouter } from '../replication/router.js';
+import { localRouter, type Router } from '../replication/router.js';
 import { realTimers } from '../replication/transport.js';
 import { WsPeerTransport } from '../replication/ws-transport.js';
 import { ReplicatedDirectoryStore } from '../replication/directory-log.js';
@@ -165,6 +165,9 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
           onPeer: (nodeId, address) => cluster?.peerConnected(nodeId, address),
         });
   let cluster: Cluster | undefined;
+  const local = localRouter(engine);
+  // The cluster starts once the port is known, after this: look it up at each use.
+  const routerNow = (): Router => cluster ?? local;
   const contextFor = (access: Access, source: string, requestId: string): ResolverContext => ({
     requestId,
     engine,
@@ -173,7 +176,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     source,
     limits: options.limits,
     quotas,
-    router: cluster ?? localRouter,
+    router: routerNow(),
     cluster: cluster ?? null,
     metrics,
   });
@@ -347,7 +350,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
 
   /** An app or a bucket as NDJSON (server/export.ts). */
   async function sendExport(res: ServerResponse, app: string, bucket: string | null, requestId: string): Promise<void> {
-    const lines = exportLines(engine, cluster ?? localRouter, app, bucket);
+    const lines = exportLines(engine, routerNow(), app, bucket);
     // The first line is made before the status goes out: a bad app or bucket name is a 400.
     let first: IteratorResult<string>;
     try {
@@ -374,7 +377,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   async function receiveImport(req: IncomingMessage, res: ServerResponse, app: string, requestId: string): Promise<void> {
     req.setEncoding('utf8');
     try {
-      const summary = await importLines(engine, cluster ?? localRouter, app, splitLines(req as AsyncIterable<string>));
+      const summary = await importLines(engine, routerNow(), app, splitLines(req as AsyncIterable<string>));
       log.info({ reqId: requestId, app, summary: { ...summary, problems: summary.problems.length } }, 'import done');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(summary));
@@ -642,6 +645,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     };
     if (directoryStore !== undefined) cluster.attachDirectory(directoryStore);
     cluster.onRepair = (peer, direction) => metrics.repairs.inc({ peer, direction });
+    cluster.onRound = () => metrics.rounds.inc();
     const running = cluster;
     metrics.attach({ peers: () => running.peerStats() });
     cluster.start();
