@@ -89,15 +89,6 @@ export class Engine {
     return buckets.length;
   }
 
-  /** The owners of the instances of `bucket` that hold something (null: the app's own), sorted. */
-  async owners(app: string, bucket: string): Promise<Array<string | null>> {
-    const appId = normaliseAppId(app);
-    validateBucketName(bucket);
-    const prefix = registry.bucket(appId, bucket, null);
-    const rows = await this.store.page({ gte: prefix, lt: prefixEnd(prefix), limit: 10_000_000 });
-    return rows.map(([key]) => key.slice(prefix.length) || null);
-  }
-
   /** The partition of `bucket` in `app`: the app's own, or `owner`'s private instance. */
   async partition(app: string, bucket: string, owner: string | null = null): Promise<Partition> {
     if (this.closing) throw new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down');

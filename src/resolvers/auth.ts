@@ -8,7 +8,7 @@ import type { AclRule as AclRuleOut, AclType, ApiKey, KeyLevel, MutationResolver
 import type { ChangeView } from '../engine/records.js';
 import type { AclRule } from '../model/acl.js';
 import { ErrorCode, SyncError } from '../model/errors.js';
-import { normaliseUsername } from '../model/names.js';
+import { normaliseUsername, validateBucketName } from '../model/names.js';
 import { Capability, Level } from '../model/permissions.js';
 
 const toLevel: Record<KeyLevel, Level> = { ADMIN: Level.ADMIN, DEFAULT: Level.DEFAULT, READONLY: Level.READONLY };
@@ -52,7 +52,7 @@ function encodeCross(positions: Record<string, string>): string {
 }
 
 export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'user' | 'aclRules' | 'sharedBuckets' | 'buckets' | 'changesAcrossUsers'> = {
-  changesAcrossUsers: async (_, { bucket, since, limit }, { access, engine, limits }) => {
+  changesAcrossUsers: async (_, { bucket, since, limit }, { access, engine, limits, router }) => {
     requireCapability(access, Capability.LIST_CHANGES_ACROSS_USERS);
     const positions = decodeCross(since);
     if (limit !== null && limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > limits.pageSizeMax)) {
@@ -61,9 +61,13 @@ export const AuthQuery: Pick<QueryResolvers, 'viewer' | 'apps' | 'apiKeys' | 'us
     const max = limit ?? limits.pageSizeDefault;
     const changes: Array<{ user: string | null; change: ChangeView }> = [];
     let hasMore = false;
-    for (const owner of await engine.owners(access.app, bucket)) {
+    validateBucketName(bucket);
+    // Every member's instances, in a cluster (a node holds copies of only some), each read as any read is.
+    const owners = (await router.instances(access.app)).filter((i) => i.bucket === bucket).map((i) => i.owner);
+    for (const owner of owners) {
       const key = owner ?? '';
       const partition = await engine.partition(access.app, bucket, owner);
+      await router.beforeRead(partition);
       const room = max - changes.length;
       if (room === 0) {
         // Out of room: is anything left here?

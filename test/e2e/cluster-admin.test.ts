@@ -1,7 +1,8 @@
 /**
  * A real three-node cluster with two replicas per bucket, so that each node holds copies of only
  * some buckets: what spans buckets must ask every member. An app's bucket list and its export,
- * asked of a node, include the buckets that node holds no copy of; deleting a user removes every
+ * asked of a node, include the buckets that node holds no copy of, and so do the changes of a
+ * bucket across its users; deleting a user removes every
  * copy of their private buckets, on every node, and later anti-entropy rounds do not bring them
  * back; with a member down, both refuse (UNAVAILABLE) rather than answer for part of the app.
  */
@@ -57,7 +58,18 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(cleanupNodes);
 
+// In this order: an export leaves the node it ran on with read copies of every partition.
 describe('a cluster, across buckets', () => {
+  it("lists a bucket's changes across users on every node, also from the instances it holds no copy of", async () => {
+    for (const node of cluster.running()) {
+      const result = await rawPost(node, { query: '{ changesAcrossUsers(bucket: "notes", limit: 100) { changes { user change { key } } hasMore } }' }, as(node));
+      expect(result.errors).toBeUndefined();
+      const page = (result.data as unknown as { changesAcrossUsers: { changes: Array<{ user: string; change: { key: string } }>; hasMore: boolean } }).changesAcrossUsers;
+      expect(page.changes.map((c) => `${c.user}/${c.change.key}`).sort()).toEqual(['ann/n1', 'ann/n2', 'ann/n3', 'bob/n1']);
+      expect(page.hasMore).toBe(false);
+    }
+  });
+
   it("lists and exports every bucket of an app from any node, also those it holds no copy of", async () => {
     // With two replicas of three, each bucket is missing on one node: find one such pair.
     let reader: NodeProcess | undefined;
