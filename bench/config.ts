@@ -89,6 +89,11 @@ export interface BenchConfig {
 /** The repository root (dist/bench/config.js -> ../..). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
+/**
+ * The Node.js flags a node runs with (bin/syncgraph.js's first line, `npm start`). Both servers get
+ * them, the bare baseline too, so that every ratio compares code, not runtime settings.
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=32'];
 export const BARE_SERVER = fileURLToPath(new URL('./baselines/bare-server.js', import.meta.url));
 
 export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3', 'cluster', 'history'] as const;

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
-import { NODE_BIN } from '../config.js';
+import { NODE_BIN, NODE_FLAGS } from '../config.js';
 import { sleep } from '../stats.js';
 import { dataOf, type GqlResult } from './gql.js';
 import { HttpGql } from './http-client.js';
@@ -111,7 +111,7 @@ interface NodeSpec {
 async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
   const dataDir = tempDir(`syncgraph-bench-${spec.nodeId}-`);
   const args = [
-    NODE_BIN, 'start',
+    ...NODE_FLAGS, NODE_BIN, 'start',
     '--port', String(spec.port),
     '--data', dataDir,
     '--admin-key', spec.adminKey,

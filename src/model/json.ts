@@ -49,8 +49,8 @@ export interface JsonShape {
  * The depth check comes first so that hostile input cannot blow the stack of JSON.stringify.
  */
 export function inspectJson(value: unknown, depthMax: number, path = '$'): JsonShape | string {
-  const depth = measureDepth(value, depthMax, path, 0);
-  if (typeof depth === 'string') return depth;
+  const depth = measureDepth(value, depthMax, 0);
+  if (typeof depth !== 'number') return `${path}${depth.path.reverse().join('')} ${depth.problem}`;
   return { depth, bytes: utf8Length(JSON.stringify(value)) };
 }
 
@@ -66,24 +66,38 @@ export function utf8Length(text: string): number {
   return nodeBuffer !== undefined ? nodeBuffer.byteLength(text, 'utf8') : encoder!.encode(text).length;
 }
 
-function measureDepth(value: unknown, depthMax: number, path: string, level: number): number | string {
+/** What is wrong, and where: the path's segments innermost first (added as the walk unwinds). */
+interface JsonProblem {
+  problem: string;
+  path: string[];
+}
+
+// Every change is walked: the path of a problem is put together only when there is one.
+function measureDepth(value: unknown, depthMax: number, level: number): number | JsonProblem {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return 0;
-  if (typeof value === 'number') return Number.isFinite(value) ? 0 : `${path} is not a finite number`;
-  if (typeof value !== 'object') return `${path} is not a JSON value`;
-  if (level >= depthMax) return `${path} is nested deeper than ${depthMax} levels`;
+  if (typeof value === 'number') return Number.isFinite(value) ? 0 : { problem: 'is not a finite number', path: [] };
+  if (typeof value !== 'object') return { problem: 'is not a JSON value', path: [] };
+  if (level >= depthMax) return { problem: `is nested deeper than ${depthMax} levels`, path: [] };
   let deepest = 0;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const d = measureDepth(value[i], depthMax, `${path}[${i}]`, level + 1);
-      if (typeof d === 'string') return d;
+      const d = measureDepth(value[i], depthMax, level + 1);
+      if (typeof d !== 'number') {
+        d.path.push(`[${i}]`);
+        return d;
+      }
       if (d > deepest) deepest = d;
     }
   } else {
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) return `${path} is not a plain JSON object`;
-    for (const [k, v] of Object.entries(value)) {
-      const d = measureDepth(v, depthMax, `${path}.${k}`, level + 1);
-      if (typeof d === 'string') return d;
+    if (proto !== Object.prototype && proto !== null) return { problem: 'is not a plain JSON object', path: [] };
+    for (const k in value) {
+      if (!Object.prototype.hasOwnProperty.call(value, k)) continue;
+      const d = measureDepth((value as Record<string, unknown>)[k], depthMax, level + 1);
+      if (typeof d !== 'number') {
+        d.path.push(`.${k}`);
+        return d;
+      }
       if (d > deepest) deepest = d;
     }
   }

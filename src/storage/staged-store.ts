@@ -13,8 +13,6 @@ import { prefixEnd, type KeyValueStore, type RangeOptions, type WriteOp } from '
 /** A write; `cache: false` for keys only ever read by range (logs), which the LRU need not hold. */
 export type StagedOp = { type: 'put'; key: string; value: unknown; cache?: boolean } | { type: 'del'; key: string };
 
-const ABSENT = Symbol('absent');
-type Cached = { value: unknown } | typeof ABSENT;
 
 export interface StagedStoreOptions extends GroupCommitOptions {
   /** Budget of the read cache, in bytes of encoded values (counted as UTF-16 units). @default 64 MiB */
@@ -23,8 +21,8 @@ export interface StagedStoreOptions extends GroupCommitOptions {
 }
 
 export class StagedStore {
-  /** Written but not yet durable: key -> the submission's entry (compared by identity on settle). */
-  private readonly staged = new Map<string, { value: unknown } | typeof ABSENT>();
+  /** Written but not yet durable: key -> the op that wrote it last (compared by identity on settle). */
+  private readonly staged = new Map<string, StagedOp>();
   private readonly cache: LRUCache<string, { value: unknown; size: number } | { absent: true }>;
   private readonly committer: GroupCommitter;
   private failureCount = 0;
@@ -61,7 +59,7 @@ export class StagedStore {
     const durable = options?.durable === true;
     for (let attempt = 1; ; attempt++) {
       const staged = durable ? undefined : this.staged.get(key);
-      if (staged !== undefined) return staged === ABSENT ? undefined : (staged.value as T);
+      if (staged !== undefined) return staged.type === 'del' ? undefined : (staged.value as T);
       const cached = this.cache.get(key);
       if (cached !== undefined) return 'absent' in cached ? undefined : (cached.value as T);
       if (this.store.getSync !== undefined) return this.readSync(key) as T | undefined;
@@ -133,39 +131,40 @@ export class StagedStore {
    * synchronously when they are, in staging order.
    */
   stage(ops: StagedOp[], onDurable?: () => void): Promise<void> {
-    const entries: Array<[string, Cached, number]> = [];
-    const writes: WriteOp[] = [];
-    // A change writes the same object under several keys (entity and version, log and ccid):
-    // encode each object once.
-    const encoded = new Map<unknown, string>();
-    for (const op of ops) {
+    // Every change goes through here: no per-op wrappers, and each op is its own staged entry
+    // (compared by identity when it settles).
+    const writes = new Array<WriteOp>(ops.length);
+    // A change writes the same object under several keys, one after the other (entity and
+    // version, log and ccid): encode each object once.
+    let lastValue: unknown = undefined;
+    let lastRaw = '';
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       if (op.type === 'put') {
-        let raw = encoded.get(op.value);
-        if (raw === undefined) {
-          raw = JSON.stringify(op.value);
-          encoded.set(op.value, raw);
+        if (op.value !== lastValue || i === 0) {
+          lastValue = op.value;
+          lastRaw = JSON.stringify(op.value);
         }
-        const entry = { value: op.value };
-        entries.push([op.key, entry, op.cache === false ? -1 : raw.length]);
-        writes.push({ type: 'put', key: op.key, value: raw });
+        writes[i] = { type: 'put', key: op.key, value: lastRaw };
       } else {
-        entries.push([op.key, ABSENT, 0]);
-        writes.push({ type: 'del', key: op.key });
+        writes[i] = { type: 'del', key: op.key };
       }
+      this.staged.set(op.key, op);
     }
-    for (const [key, entry] of entries) this.staged.set(key, entry);
     return this.committer.submit(writes, () => {
-      for (const [key, entry, size] of entries) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        const key = op.key;
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
-        if (entry !== ABSENT && size >= 0) this.cache.set(key, { value: entry.value, size });
+        if (op.type === 'put' && op.cache !== false) this.cache.set(key, { value: op.value, size: (writes[i] as { value: string }).value.length });
         // A deleted key leaves the cache rather than taking a place in it as "absent": deletes
         // are mostly of keys nobody reads by key (pruned versions, collected history), and an
         // entry costs several times the 64 bytes the cache's budget counts for it. Uncached keys
         // (logs, the ccid index) are rarely there: look before deleting, which costs more than a
         // lookup even when the key is not there.
         else if (this.cache.has(key)) this.cache.delete(key);
-        if (this.staged.get(key) === entry) this.staged.delete(key);
+        if (this.staged.get(key) === op) this.staged.delete(key);
       }
       onDurable?.();
     });
