@@ -523,15 +523,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     verifyClient: (info, done) =>
       overLimit.has(info.req.socket) ? done(false, 429, `more than ${options.limits.connectionsPerAddressMax} connections from this address`) : done(true),
   });
-  /** What each graphql-ws connection authenticated as (in onConnect). */
-  const connections = new WeakMap<object, Access>();
+  /** What each graphql-ws connection authenticated as (in onConnect), and where it comes from. */
+  const connections = new WeakMap<object, { access: Access; source: string }>();
   const wsCleanup = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         try {
           const access = await authenticator.authenticate({ authorization: params['authorization'], app: params['app'], actAs: params['user'] });
-          connections.set(ctx.extra.socket, access);
+          // Read once: the address getter asks the kernel each time.
+          connections.set(ctx.extra.socket, { access, source: ctx.extra.request.socket.remoteAddress ?? 'unknown' });
           const release = holdSession(access, () => ctx.extra.socket.close(4403, 'credential revoked or expired'));
           ctx.extra.socket.once('close', release);
           return true;
@@ -549,7 +550,8 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
         return result;
       },
       onSubscribe: async (ctx, _id, payload) => {
-        const access = connections.get(ctx.extra.socket);
+        const connection = connections.get(ctx.extra.socket);
+        const access = connection?.access;
         if (access !== undefined) {
           try {
             await quotas.request(access);
@@ -558,15 +560,16 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
             return [new GraphQLError(error.message, { extensions: { code: error.code } })];
           }
         }
+        // Named fields, not a spread of graphql-ws's context: this runs for every operation.
         const enveloped = yoga.getEnveloped({
-          ...ctx,
+          extra: ctx.extra,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params: payload,
           connectionParams: ctx.connectionParams ?? {},
           // graphql-ws only passes operations of connections that onConnect accepted.
           access,
-          source: ctx.extra.request.socket.remoteAddress ?? 'unknown',
+          source: connection?.source ?? 'unknown',
           requestId: newRequestId(),
         });
         let document;
