@@ -32,7 +32,7 @@ export class Engine {
   ) {}
 
   static async open(kv: KeyValueStore, options: EngineOptions): Promise<Engine> {
-    const store = new StagedStore(kv, options);
+    const store = new StagedStore(kv, { ...options, uncached: PartitionLayout.isUncached });
     let nodeId = await store.get<string>(nodeIdKey);
     if (nodeId === undefined) {
       nodeId = options.newNodeId();

@@ -472,10 +472,10 @@ export class Partition {
       ops.push({ type: 'del', key: this.layout.change(current.pos) });
       this.supersededOnWrite++;
     }
-    // The log is read by range, never by key: no point caching its records.
-    ops.push({ type: 'put', key: this.layout.change(pos), value: entry, cache: false });
-    // Read again only when a client retries: from the staged map, then from LevelDB.
-    ops.push({ type: 'put', key: this.layout.ccid(entry.ccid), value: entry, cache: false });
+    // Neither the log record nor the ccid index entry takes a place in the cache
+    // (PartitionLayout.isUncached): the log is read by range, the index only on a retry.
+    ops.push({ type: 'put', key: this.layout.change(pos), value: entry });
+    ops.push({ type: 'put', key: this.layout.ccid(entry.ccid), value: entry });
     ops.push(...this.listing(true));
     const view = this.changeView(entry, pos);
     this.stage(ops, () => {
@@ -530,8 +530,8 @@ export class Partition {
   private entityWrites(meta: PartitionMeta, config: BucketConfig, key: string, previousVersion: number, state: EntityState): StagedOp[] {
     return [
       { type: 'put', key: this.layout.entity(meta.gen, key), value: state },
-      // Versions are read only to rebase a stale change: not worth a place in the cache.
-      { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state, cache: false },
+      // Versions are read only to rebase a stale change: never cached (PartitionLayout.isUncached).
+      { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state },
       ...versionsToPrune(previousVersion, state.version, config).map(
         (v): StagedOp => ({ type: 'del', key: this.layout.version(meta.gen, key, v) }),
       ),
@@ -642,7 +642,7 @@ export class Partition {
         vector = advance(vector, self, seq);
         const entry: EventEntry = { ...event, origin: self, seq, at: this.ctx.now() };
         if (!isTrivialVector(vector, self, seq)) entry.vv = vector;
-        ops.push({ type: 'put', key: this.layout.event(pos), value: entry, cache: false });
+        ops.push({ type: 'put', key: this.layout.event(pos), value: entry });
         ops.push({ type: 'put', key: this.layout.uuid(event.uuid), value: pos });
         const view = this.eventView(entry, pos);
         inRequest.set(event.uuid, view);
@@ -955,7 +955,7 @@ export class Partition {
     }
     const local = await this.rewriteKey(meta, config, key, keyRecordOf(record), excluded, ops);
     if (local.version !== record.version || local.op !== record.op || !sameJson(local.data, record.data)) entry.local = local;
-    ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry.local === undefined ? entry : { ...entry, local: undefined }, cache: false });
+    ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry.local === undefined ? entry : { ...entry, local: undefined } });
     ops.push(...this.listing(true));
     this.stageEntry(pos, entry, vector, ops);
   }
@@ -1022,7 +1022,7 @@ export class Partition {
     const pos = await this.positionOf(loser.origin, loser.seq);
     if (pos === undefined) return;
     const entry = await this.store.get<ChangeEntry>(this.layout.change(pos));
-    if (entry !== undefined) ops.push({ type: 'put', key: this.layout.change(pos), value: { ...entry, superseded: true }, cache: false });
+    if (entry !== undefined) ops.push({ type: 'put', key: this.layout.change(pos), value: { ...entry, superseded: true } });
   }
 
   /**
@@ -1047,7 +1047,7 @@ export class Partition {
 
   private stageEntry(pos: number, entry: ChangeEntry, vector: VersionVector, ops: StagedOp[] | undefined): void {
     const all = ops ?? [];
-    all.push({ type: 'put', key: this.layout.change(pos), value: entry, cache: false });
+    all.push({ type: 'put', key: this.layout.change(pos), value: entry });
     const view = entry.superseded === true ? undefined : this.changeView(entry, pos);
     this.stage(all, () => {
       this.durableChangePos = pos;
@@ -1088,18 +1088,18 @@ export class Partition {
       cut: cleared,
     };
     const ops: StagedOp[] = [
-      { type: 'put', key: this.layout.change(pos), value: entry, cache: false },
+      { type: 'put', key: this.layout.change(pos), value: entry },
       { type: 'put', key: this.layout.meta, value: next },
     ];
     // The same EMPTY retried on two replicas: both clear (what each cut covers, which is the
     // same whatever the order), but only the first in the total order is listed.
     const existing = await this.store.get<ChangeEntry>(this.layout.ccid(record.ccid));
-    if (existing === undefined) ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry, cache: false });
+    if (existing === undefined) ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry });
     else if (existing.origin !== record.origin || existing.seq !== record.seq) {
       if (compareOrder(orderOf(existing), orderOf(record)) < 0) entry.superseded = true;
       else {
         await this.supersede(existing, ops);
-        ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry, cache: false });
+        ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry });
       }
     }
     if (record.op === 'DROP') {
@@ -1149,7 +1149,7 @@ export class Partition {
       }
     }
     for (const { pos: at, entry: movedEntry } of moved) {
-      ops.push({ type: 'put', key: this.layout.change(at), value: movedEntry, cache: false });
+      ops.push({ type: 'put', key: this.layout.change(at), value: movedEntry });
       if (movedEntry.superseded !== true) views.push(this.changeView(movedEntry, at));
     }
     ops.push(...this.listing(record.op === 'EMPTY' || byKey.size > 0));
@@ -1178,7 +1178,7 @@ export class Partition {
         const ops: StagedOp[] = [];
         if ((await this.store.get(this.layout.uuid(record.uuid))) !== undefined) entry.superseded = true;
         else ops.push({ type: 'put', key: this.layout.uuid(record.uuid), value: pos }, ...this.listing(true));
-        ops.push({ type: 'put', key: this.layout.event(pos), value: entry, cache: false });
+        ops.push({ type: 'put', key: this.layout.event(pos), value: entry });
         const view = entry.superseded === true ? undefined : this.eventView(entry, pos);
         this.stage(ops, () => {
           this.durableEventPos = pos;
@@ -1377,7 +1377,7 @@ export class Partition {
     this.listed = exists;
     const keys = [registry.bucket(this.app, this.bucket, this.owner)];
     if (this.owner !== null) keys.push(registry.owned(this.app, this.owner, this.bucket));
-    return keys.map((key): StagedOp => (exists ? { type: 'put', key, value: {}, cache: false } : { type: 'del', key }));
+    return keys.map((key): StagedOp => (exists ? { type: 'put', key, value: {} } : { type: 'del', key }));
   }
 
   private stage(ops: StagedOp[], onDurable?: () => void): void {

@@ -112,6 +112,29 @@ export class PartitionLayout {
   all() {
     return { gte: this.base, lt: prefixEnd(this.base) };
   }
+  /**
+   * Whether a key is one the engine's cache never holds (StagedStore `uncached`): log records and
+   * the ccid and uuid indexes (read by range, or by key only on a retry) and retained versions
+   * (read only to rebase a stale change). Entities, metadata and settings are cached.
+   */
+  static isUncached(key: string): boolean {
+    if (!key.startsWith('p!')) return false;
+    const at = key.indexOf('!', 2) + 1;
+    if (at === 0) return false;
+    switch (key.charCodeAt(at)) {
+      case 99: // c!{seq}, ccid!{ccid} (not config)
+        return key.startsWith('c!', at) || key.startsWith('ccid!', at);
+      case 101: // e!{seq}
+        return key.startsWith('e!', at);
+      case 117: // uuid!{uuid}
+        return key.startsWith('uuid!', at);
+      case 103: // g{gen}!ver!{key}!{version} (not g{gen}!ent!{key})
+        return key.startsWith('ver!', key.indexOf('!', at) + 1);
+      default:
+        return false;
+    }
+  }
+
   static seqOfKey(key: string): number {
     return Number(key.slice(key.length - SEQ_DIGITS));
   }

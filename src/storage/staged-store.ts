@@ -10,13 +10,20 @@ import { LRUCache } from 'lru-cache';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
 import { prefixEnd, type KeyValueStore, type RangeOptions, type WriteOp } from './store.js';
 
-/** A write; `cache: false` for keys only ever read by range (logs), which the LRU need not hold. */
-export type StagedOp = { type: 'put'; key: string; value: unknown; cache?: boolean } | { type: 'del'; key: string };
+/** A write. */
+export type StagedOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
 
 
 export interface StagedStoreOptions extends GroupCommitOptions {
   /** Budget of the read cache, in bytes of encoded values (counted as UTF-16 units). @default 64 MiB */
   cacheBytesMax?: number;
+  /**
+   * Keys the cache never holds, read or written: those read by range (logs) or rarely by key
+   * (indexes consulted on retries, old versions). A policy by key rather than by call, so that no
+   * read can slip one into the cache where a later write would have to find and evict it; the
+   * settling of every write then skips the cache for them. @default none
+   */
+  uncached?: (key: string) => boolean;
   onWriteFailure?: (error: unknown) => void;
 }
 
@@ -25,6 +32,7 @@ export class StagedStore {
   private readonly staged = new Map<string, StagedOp>();
   private readonly cache: LRUCache<string, { value: unknown; size: number } | { absent: true }>;
   private readonly committer: GroupCommitter;
+  private readonly uncached: (key: string) => boolean;
   private failureCount = 0;
   /** Store reads in flight, by key: a write of the key that settles meanwhile marks them stale. */
   private readonly reads = new Map<string, Set<{ stale: boolean }>>();
@@ -33,6 +41,7 @@ export class StagedStore {
     readonly store: KeyValueStore,
     options: StagedStoreOptions = {},
   ) {
+    this.uncached = options.uncached ?? (() => false);
     this.cache = new LRUCache({
       maxSize: options.cacheBytesMax ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => ('size' in entry ? entry.size + 64 : 64),
@@ -78,7 +87,7 @@ export class StagedStore {
     const raw = this.store.getSync!(key);
     if (raw === undefined) return undefined;
     const value: unknown = JSON.parse(raw);
-    this.cache.set(key, { value, size: raw.length });
+    if (!this.uncached(key)) this.cache.set(key, { value, size: raw.length });
     return value;
   }
 
@@ -112,7 +121,7 @@ export class StagedStore {
         const stale = tokens[i]!.stale;
         // An absent key is worth remembering only when reading it again would mean a trip to
         // another thread (with synchronous reads, the Bloom filter answers as fast as the LRU).
-        if (!stale && (raw !== undefined || this.store.syncReads !== true)) {
+        if (!stale && !this.uncached(key) && (raw !== undefined || this.store.syncReads !== true)) {
           this.cache.set(key, raw === undefined ? { absent: true } : { value, size: raw.length });
         }
         return { value, stale };
@@ -157,13 +166,13 @@ export class StagedStore {
         const key = op.key;
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
-        if (op.type === 'put' && op.cache !== false) this.cache.set(key, { value: op.value, size: (writes[i] as { value: string }).value.length });
-        // A deleted key leaves the cache rather than taking a place in it as "absent": deletes
-        // are mostly of keys nobody reads by key (pruned versions, collected history), and an
-        // entry costs several times the 64 bytes the cache's budget counts for it. Uncached keys
-        // (logs, the ccid index) are rarely there: look before deleting, which costs more than a
-        // lookup even when the key is not there.
-        else if (this.cache.has(key)) this.cache.delete(key);
+        if (!this.uncached(key)) {
+          if (op.type === 'put') this.cache.set(key, { value: op.value, size: (writes[i] as { value: string }).value.length });
+          // A deleted key leaves the cache rather than taking a place in it as "absent": deletes
+          // are mostly of keys nobody reads again (collected history, a tombstone's entity), and
+          // an entry costs several times the 64 bytes the cache's budget counts for it.
+          else if (this.cache.has(key)) this.cache.delete(key);
+        }
         if (this.staged.get(key) === op) this.staged.delete(key);
       }
       onDurable?.();

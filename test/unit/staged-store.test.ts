@@ -245,6 +245,26 @@ describe.each(implementations)('StagedStore over $name', ({ open }) => {
       expect(store.gets).toBe(3);
     });
 
+    it('never holds an uncached key: each read of it goes to the store, and its writes are seen', async () => {
+      const { store, staged } = await setup({ uncached: (key) => key.startsWith('log!') });
+      await store.inner.write([put('log!1', 'a'), put('kept', 'b')], { sync: true });
+      expect(await staged.get('log!1')).toBe('a');
+      expect(await staged.get('log!1')).toBe('a');
+      expect(await staged.get('kept')).toBe('b');
+      expect(await staged.get('kept')).toBe('b');
+      expect(store.gets).toBe(3);
+      // Written, then deleted: the durable value is read from the store each time, never stale.
+      const write = staged.stage([{ type: 'put', key: 'log!1', value: 'a2' }]);
+      await (await store.writeAt(0)).succeed();
+      await write;
+      expect(await staged.get('log!1', { durable: true })).toBe('a2');
+      const del = staged.stage([{ type: 'del', key: 'log!1' }]);
+      await (await store.writeAt(1)).succeed();
+      await del;
+      expect(await staged.get('log!1')).toBeUndefined();
+      expect(store.gets).toBe(5);
+    });
+
     it('does not cache a read that raced a write of the same key', async () => {
       const { store, staged } = await setup();
       await store.inner.write([put('k', 'v0')], { sync: true });
