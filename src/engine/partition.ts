@@ -174,6 +174,15 @@ export class Partition {
   private durableChangeVector: VersionVector;
   private durableEventVector: VersionVector;
   private garbageCollection: Promise<void> = Promise.resolve();
+  /**
+   * The partition's metadata and settings as staged (null: none stored; undefined: not read yet).
+   * Every change reads both and few write them, all through `stage`, which keeps these current:
+   * kept here, they cost no lookup (an absent key is a LevelDB lookup every time).
+   */
+  private stagedMeta: PartitionMeta | null | undefined;
+  private stagedConfig: BucketConfig | null | undefined;
+  private readonly metaKey: string;
+  private readonly configKey: string;
   /** Records writes removed as they superseded them (history collection had passed them): reported by the next collection pass. */
   private supersededOnWrite = 0;
   /**
@@ -198,6 +207,8 @@ export class Partition {
     this.listed = listed;
     this.partition = partitionId(app, bucket, owner);
     this.layout = new PartitionLayout(this.partition);
+    this.metaKey = this.layout.meta;
+    this.configKey = this.layout.config;
     this.changePos = this.durableChangePos = heads.changePos;
     this.eventPos = this.durableEventPos = heads.eventPos;
     this.changeVector = this.durableChangeVector = heads.changeVector;
@@ -1248,12 +1259,17 @@ export class Partition {
   // ---------------------------------------------------------------- configuration
 
   async config(): Promise<BucketConfig> {
-    const stored = await this.store.get<BucketConfig>(this.layout.config);
-    return stored ?? this.defaultConfig();
+    if (this.stagedConfig === undefined) {
+      const stored = (await this.store.get<BucketConfig>(this.configKey)) ?? null;
+      if (this.stagedConfig === undefined) this.stagedConfig = stored;
+    }
+    return this.stagedConfig ?? this.defaultConfig();
   }
 
   private defaultConfig(stamp?: BucketConfig['stamp']): BucketConfig {
-    return { conflictMode: 'MERGE', ...this.ctx.retention, ...(stamp === undefined ? {} : { stamp }) };
+    const config: BucketConfig = { conflictMode: 'MERGE', versionMax: this.ctx.retention.versionMax, version10Max: this.ctx.retention.version10Max };
+    if (stamp !== undefined) config.stamp = stamp;
+    return config;
   }
 
   async configure(patch: Partial<BucketConfig>, caller: Caller): Promise<BucketConfig> {
@@ -1357,6 +1373,8 @@ export class Partition {
       // A failed write discarded everything staged: continue from what is durable.
       if (this.failuresSeen !== this.store.failures) {
         this.failuresSeen = this.store.failures;
+        this.stagedMeta = undefined;
+        this.stagedConfig = undefined;
         this.changePos = this.durableChangePos;
         this.eventPos = this.durableEventPos;
         this.changeVector = this.durableChangeVector;
@@ -1381,13 +1399,22 @@ export class Partition {
   }
 
   private stage(ops: StagedOp[], onDurable?: () => void): void {
+    for (const op of ops) {
+      if (op.key === this.metaKey) this.stagedMeta = op.type === 'put' ? (op.value as PartitionMeta) : null;
+      else if (op.key === this.configKey) this.stagedConfig = op.type === 'put' ? (op.value as BucketConfig) : null;
+    }
     this.lastStaged = this.store.stage(ops, onDurable);
     // Failures reach the requests awaiting this barrier; never leave a rejection unobserved.
     this.lastStaged.catch(() => undefined);
   }
 
   private async meta(): Promise<PartitionMeta> {
-    return (await this.store.get<PartitionMeta>(this.layout.meta)) ?? initialMeta;
+    if (this.stagedMeta === undefined) {
+      const stored = (await this.store.get<PartitionMeta>(this.metaKey)) ?? null;
+      // A write staged while we read is newer than what we read.
+      if (this.stagedMeta === undefined) this.stagedMeta = stored;
+    }
+    return this.stagedMeta ?? initialMeta;
   }
 
   private async durableMeta(): Promise<PartitionMeta> {

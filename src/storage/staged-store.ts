@@ -69,7 +69,7 @@ export class StagedStore {
     for (let attempt = 1; ; attempt++) {
       const staged = durable ? undefined : this.staged.get(key);
       if (staged !== undefined) return staged.type === 'del' ? undefined : (staged.value as T);
-      const cached = this.cache.get(key);
+      const cached = this.uncached(key) ? undefined : this.cache.get(key);
       if (cached !== undefined) return 'absent' in cached ? undefined : (cached.value as T);
       if (this.store.getSync !== undefined) return this.readSync(key) as T | undefined;
       const [read] = await this.load([key]);
