@@ -300,9 +300,9 @@ export class Partition {
   private async applyChange(input: ChangeInput, clientId: string | null, caller: Caller): Promise<ChangeOutcome> {
     const checked = this.checkChange(input, caller);
     const ccid = normaliseCcid(input.ccid);
-    const original = await this.store.get<ChangeRecord>(this.layout.ccid(ccid));
+    const original = await this.appliedChange(ccid);
     if (original !== undefined) {
-      return { ccid: input.ccid, change: this.changeView(original, 0), error: null, duplicate: true, noop: false, entity: null };
+      return { ccid: input.ccid, change: this.changeView(original.entry, original.pos), error: null, duplicate: true, noop: false, entity: null };
     }
     const meta = await this.meta();
     const base = { ccid, clientId, sourceVersion: input.baseVersion ?? null };
@@ -486,7 +486,9 @@ export class Partition {
     // Neither the log record nor the ccid index entry takes a place in the cache
     // (PartitionLayout.isUncached): the log is read by range, the index only on a retry.
     ops.push({ type: 'put', key: this.layout.change(pos), value: entry });
-    ops.push({ type: 'put', key: this.layout.ccid(entry.ccid), value: entry });
+    // A single node indexes the ccid by the record's position (the record is right there in the
+    // log, no second copy); a replica keeps the record itself (replication compares ccid rivals).
+    ops.push({ type: 'put', key: this.layout.ccid(entry.ccid), value: this.ctx.keepClearedLog === true ? entry : pos });
     ops.push(...this.listing(true));
     const view = this.changeView(entry, pos);
     this.stage(ops, () => {
@@ -582,6 +584,39 @@ export class Partition {
     return { ccid: base.ccid, change: view, error: null, duplicate: false, noop: false, entity: null };
   }
 
+  /**
+   * The change a ccid applied here, and its log position when the index gives it. A single node
+   * indexes a ccid by its record's position; replicas, and records EMPTY/DROP cleared from the log
+   * (keepCcidsOfClearedRecords), keep the record itself under the ccid.
+   */
+  private async appliedChange(ccid: string): Promise<{ entry: ChangeEntry; pos: number } | undefined> {
+    const indexed = await this.store.get<ChangeEntry | number>(this.layout.ccid(ccid));
+    if (indexed === undefined) return undefined;
+    if (typeof indexed !== 'number') return { entry: indexed, pos: 0 };
+    const entry = await this.store.get<ChangeEntry>(this.layout.change(indexed));
+    // Never answer "not applied" for a ccid that was: a retry would be applied twice.
+    if (entry === undefined) throw new Error(`ccid ${ccid} names log position ${indexed}, which holds no record`);
+    return { entry, pos: indexed };
+  }
+
+  /**
+   * Before log records cleared by EMPTY/DROP go, the ccids that name them by position get the
+   * record itself: a retry of a cleared change must still be answered as a duplicate. Idempotent
+   * (an interrupted pass is run again when the partition next opens).
+   */
+  private async keepCcidsOfClearedRecords(changeLogStart: number): Promise<void> {
+    let ops: StagedOp[] = [];
+    for await (const [dbKey, entry] of this.store.entries<ChangeEntry>(this.layout.changesBefore(changeLogStart))) {
+      const key = this.layout.ccid(entry.ccid);
+      if ((await this.store.get<ChangeEntry | number>(key)) === PartitionLayout.seqOfKey(dbKey)) ops.push({ type: 'put', key, value: entry });
+      if (ops.length >= 1000) {
+        await this.store.stage(ops);
+        ops = [];
+      }
+    }
+    if (ops.length > 0) await this.store.stage(ops);
+  }
+
   /** Clears generations and log records left behind by EMPTY/DROP, then forgets them. */
   private collectGarbage(): void {
     this.garbageCollection = this.garbageCollection
@@ -589,6 +624,7 @@ export class Partition {
         const meta = await this.store.get<PartitionMeta>(this.layout.meta, { durable: true });
         if (meta === undefined) return;
         for (const gen of meta.garbage) await this.store.clear(this.layout.generation(gen));
+        await this.keepCcidsOfClearedRecords(meta.changeLogStart);
         await this.store.clear(this.layout.changesBefore(meta.changeLogStart));
         if (meta.garbage.length === 0) return;
         await this.exclusive(async () => {
@@ -950,7 +986,7 @@ export class Partition {
     if (!isTrivialVector(vector, record.origin, record.seq)) entry.vv = vector;
 
     // Two records with one ccid are one change: the first in the total order.
-    const existing = await this.store.get<ChangeEntry>(this.layout.ccid(record.ccid));
+    const existing = (await this.appliedChange(record.ccid))?.entry;
     const rival = existing !== undefined && (existing.origin !== record.origin || existing.seq !== record.seq) ? existing : undefined;
     if (rival !== undefined && compareOrder(orderOf(rival), orderOf(record)) < 0) {
       entry.superseded = true;
@@ -1104,7 +1140,7 @@ export class Partition {
     ];
     // The same EMPTY retried on two replicas: both clear (what each cut covers, which is the
     // same whatever the order), but only the first in the total order is listed.
-    const existing = await this.store.get<ChangeEntry>(this.layout.ccid(record.ccid));
+    const existing = (await this.appliedChange(record.ccid))?.entry;
     if (existing === undefined) ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry });
     else if (existing.origin !== record.origin || existing.seq !== record.seq) {
       if (compareOrder(orderOf(existing), orderOf(record)) < 0) entry.superseded = true;

@@ -67,3 +67,34 @@ describe('a failed write', () => {
     await reopened.close();
   });
 });
+
+describe('the ccid index of a single node', () => {
+  it('names the record by its log position, and answers a retry as a duplicate also once EMPTY cleared the record, across a restart', async () => {
+    const store = new MemoryStore();
+    let engine = await open(store);
+    let notes = await engine.partition('default', 'notes');
+    const admin = { admin: true };
+    const [applied] = await notes.submitChanges([{ ccid: 'c1', key: 'k', op: 'MODIFY', data: { n: 1 } }], null, admin);
+    // No second copy of the record: the index holds its position.
+    expect(await store.get('p!default/notes!ccid!c1')).toBe('1');
+    const [retried] = await notes.submitChanges([{ ccid: 'c1', key: 'k', op: 'MODIFY', data: { n: 9 } }], null, admin);
+    expect(retried).toMatchObject({ duplicate: true, change: { id: applied!.change!.id, ccid: 'c1', version: 1, data: { n: 1 }, cursor: applied!.change!.cursor } });
+
+    await notes.submitChanges([{ ccid: 'c2', op: 'EMPTY' }], null, admin);
+    await notes.settle();
+    // The record is gone from the log; the index now holds the record itself.
+    expect(await store.get('p!default/notes!c!0000000000000001')).toBeUndefined();
+    expect(JSON.parse((await store.get('p!default/notes!ccid!c1'))!)).toMatchObject({ id: applied!.change!.id, ccid: 'c1' });
+    for (const restart of [false, true]) {
+      if (restart) {
+        await engine.close();
+        engine = await open(store);
+        notes = await engine.partition('default', 'notes');
+      }
+      const [again] = await notes.submitChanges([{ ccid: 'c1', key: 'k', op: 'MODIFY', data: { n: 9 } }], null, admin);
+      expect(again).toMatchObject({ duplicate: true, change: { id: applied!.change!.id, version: 1, data: { n: 1 } } });
+      expect(await notes.entity('k', null)).toBeNull();
+    }
+    await engine.close();
+  });
+});
