@@ -13,7 +13,9 @@
  *   p!{partition}!config                      BucketConfig
  *   p!{partition}!c!{seq}                     change log, in local arrival order
  *   p!{partition}!e!{seq}                     event log
- *   p!{partition}!ccid!{ccid}                 ccid -> the change it produced (idempotency)
+ *   p!{partition}!ccid!{ccid}                 ccid -> the change it produced (idempotency): its log
+ *                                             position on a single node, the record itself on a
+ *                                             replica or once EMPTY/DROP cleared it from the log
  *   p!{partition}!uuid!{uuid}                 event uuid -> seq (idempotency)
  *   p!{partition}!g{gen}!ent!{key}            latest state of an entity
  *   p!{partition}!g{gen}!ver!{key}!{version}  retained versions
