@@ -94,6 +94,9 @@ export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.m
  * them, the bare baseline too, so that every ratio compares code, not runtime settings.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=32'];
+
+/** More Node.js flags for the single node only, to look inside it (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+export const EXTRA_NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((flag) => flag !== '');
 export const BARE_SERVER = fileURLToPath(new URL('./baselines/bare-server.js', import.meta.url));
 
 export const ALL_PARTS = ['level', 'w1', 'w1b', 'w2', 'w3', 'cluster', 'history'] as const;

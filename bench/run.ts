@@ -48,6 +48,8 @@
  *   BENCH_HISTORY_ENTITIES (10000) entities created, then updated, by the history part
  *   BENCH_HISTORY_UPDATES (1000000) updates acknowledged on each of its two nodes
  *   BENCH_HISTORY_CLIENTS (4)    concurrent clients of that load (BENCH_BATCH changes per request)
+ *   BENCH_NODE_FLAGS ('')        more Node.js flags for the single node, to look inside it (e.g.
+ *                                `--cpu-prof --cpu-prof-dir=/tmp/prof`; timings then include the profiler)
  *   BENCH_PART_TIMEOUT_SECONDS (180) a part still running after this is recorded as failed (a history
  *                                run: one more second per 5,000 updates)
  *   BENCH_ONLY (all)             comma-separated parts to run: level,w1,w1b,w2,w3,cluster,history

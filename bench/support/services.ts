@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { BARE_SERVER, NODE_BIN, NODE_FLAGS } from '../config.js';
+import { BARE_SERVER, EXTRA_NODE_FLAGS, NODE_BIN, NODE_FLAGS } from '../config.js';
 import { collectGarbage, inspectorUrlIn } from './inspector.js';
 
 export interface Service {
@@ -162,7 +162,7 @@ export async function startSyncgraph(extraArgs: readonly string[] = []): Promise
   const token = randomBytes(16).toString('hex');
   const service = await spawnService({
     name: 'syncgraph',
-    args: [INSPECT, ...NODE_FLAGS, NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info', ...extraArgs],
+    args: [INSPECT, ...NODE_FLAGS, ...EXTRA_NODE_FLAGS, NODE_BIN, 'start', '--port', '0', '--data', dataDir, '--admin-key', token, '--log-level', 'info', ...extraArgs],
     token,
     ready: (entry) => (entry['msg'] === 'syncgraph listening' && typeof entry['url'] === 'string' ? entry['url'] : undefined),
   });
