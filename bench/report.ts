@@ -492,7 +492,7 @@ function method(config: BenchConfig): string[] {
     `- W2: ${config.subscribers} subscriptions dealt round-robin over ${sockets} sockets (${config.subscribers === sockets ? 'one socket per subscriber, like real clients' : 'several subscriptions per socket'}), ` +
       `from the bucket's head cursor; probe changes until every subscriber has one, then an open-loop writer sends ` +
       `${config.rate} changes/s (one per request, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}) for ${config.fanoutSeconds} s, each with its send time; ` +
-      `latency = receipt - send time, for every subscriber and change; deliveries still missing ${config.drainSeconds} s after the last send ` +
+      `latency = receipt - send time, for every subscriber and change (the client reads the operation and the send time off each delivery's frame, decoding in full only what is not a plain delivery: both servers frame them alike); deliveries still missing ${config.drainSeconds} s after the last send ` +
       'count with their age at that moment (so percentiles are then lower bounds, marked >=).',
     '- Idle memory: VmRSS of the server from /proc before opening the sockets, after opening them, and with the ' +
       'subscriptions live, each read after a 1-2 s quiet pause and two full GCs (HeapProfiler.collectGarbage through the server\'s inspector, started with --inspect=127.0.0.1:0).',

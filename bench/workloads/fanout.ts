@@ -102,8 +102,17 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       const subscriber: Subscriber = { count: 0, probed: false };
       subscribers.push(subscriber);
       const socket = sockets[i % sockets.length]!;
+      const received = (t: number, now: number) => {
+        if (t < 0) {
+          subscriber.probed = true;
+          return;
+        }
+        subscriber.count++;
+        samples.push(now - t);
+      };
       stops.push(
         socket.subscribe(SUBSCRIBE_CHANGES, variables, {
+          sendTime: (t) => received(t, performance.now()),
           next: (payload) => {
             const now = performance.now();
             const change = payload.data?.['changes'] as { data?: { t?: number } } | undefined;
@@ -113,12 +122,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
               firstError ??= `unexpected payload: ${JSON.stringify(payload).slice(0, 300)}`;
               return;
             }
-            if (t < 0) {
-              subscriber.probed = true;
-              return;
-            }
-            subscriber.count++;
-            samples.push(now - t);
+            received(t, now);
           },
           error: (error) => {
             subscriptionErrors++;
