@@ -64,7 +64,7 @@ export class SyncClient {
       (share === undefined
         ? connect()
         : new TabTransport({
-            name: share.name ?? `syncgraph:${options.url}`,
+            name: share.name ?? defaultShareName(options),
             createTransport: connect,
             ...(share.channel !== undefined ? { channel: share.channel } : {}),
             ...(share.locks !== undefined ? { locks: share.locks } : {}),
@@ -169,4 +169,28 @@ export class SyncClient {
 
 export function createClient(options: ClientOptions): SyncClient {
   return new SyncClient(options);
+}
+
+/**
+ * The tabs sharing a connection share its credential: the default name is one per node and
+ * credential, so that a tab signed in as another user never rides the leader's connection (and
+ * reads that user's buckets). A token function may sign in anyone: it needs a name of the app's
+ * choosing (e.g. the user name).
+ */
+function defaultShareName(options: ClientOptions): string {
+  if (typeof options.token === 'function') {
+    throw new ClientError(
+      ClientErrorCode.INVALID_INPUT,
+      'shareConnection with a token function: give it a name that identifies the signed-in user (shareConnection: { name })',
+    );
+  }
+  const credential = options.apiKey ?? options.token ?? '';
+  return `syncgraph:${options.url}:${options.app ?? ''}:${options.user ?? ''}:${fingerprint(credential)}`;
+}
+
+/** FNV-1a, 32 bits: tells credentials apart in a name without spelling them out. */
+function fingerprint(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return (hash >>> 0).toString(16).padStart(8, '0');
 }

@@ -10,7 +10,11 @@ import type { ChannelLike, LockManagerLike } from './tab-transport.js';
 
 /** Sharing one live connection between the tabs of an origin (see docs/CLIENT.md). */
 export interface ShareConnectionOptions {
-  /** Lock and channel name. @default `syncgraph:${url}` */
+  /**
+   * Lock and channel name: tabs with the same name share one connection, and so its credential.
+   * @default one per url, app, user and credential (`apiKey` or a string `token`); required with
+   * a token function, which may sign in anyone (use e.g. the user name)
+   */
   name?: string;
   /** @default new BroadcastChannel(name) */
   channel?: ChannelLike;
