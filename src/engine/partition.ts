@@ -36,6 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
+import { ancestorsOf, ccidExpired, collectedBase, isRetryAfterWindow, needsRebuild, refCovered, replicaVerdict } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
@@ -82,10 +83,14 @@ export interface EngineContext {
 
 /** What one pass of history collection did. */
 export interface HistoryCollected {
-  /** Change records looked at, superseded ones removed, tombstones removed, ccids forgotten. */
+  /**
+   * Change records looked at, superseded ones removed, tombstones removed, records an EMPTY/DROP
+   * had cleared removed (a cluster's replicas), ccids forgotten.
+   */
   scanned: number;
   superseded: number;
   tombstones: number;
+  cleared: number;
   ccids: number;
   /** False when the pass stopped at its budget with old history left. */
   done: boolean;
@@ -223,7 +228,8 @@ export class Partition {
       // emptier than its start.
       changePos: Math.max(lastChange?.pos ?? 0, meta.changeLogStart - 1),
       eventPos: lastEvent?.pos ?? 0,
-      changeVector: lastChange === undefined ? emptyVector : entryVector(lastChange.entry),
+      // A floor taken over from a peer covers records this log never held (collected there).
+      changeVector: merge(lastChange === undefined ? emptyVector : entryVector(lastChange.entry), meta.adopted ?? emptyVector),
       eventVector: lastEvent === undefined ? emptyVector : entryVector(lastEvent.entry),
     };
     const listed = (await store.get(registry.bucket(app, bucket, owner), { durable: true })) !== undefined;
@@ -656,13 +662,15 @@ export class Partition {
    * (the log's head: positions and sequence numbers are never reused). At most `budget` records are
    * looked at, in the write section (so no write of the same entity interleaves).
    *
-   * A replica in a cluster keeps its history (`keepClearedLog`): other replicas may still need it.
+   * A replica in a cluster (`keepClearedLog`) collects by other rules ({@link collectReplicated}),
+   * and only given `stable`, the records that are causally stable across the replicas.
    */
-  async collectHistory(now: number, budget = 1000): Promise<HistoryCollected> {
-    const result: HistoryCollected = { scanned: 0, superseded: this.supersededOnWrite, tombstones: 0, ccids: 0, done: true };
+  async collectHistory(now: number, budget = 1000, stable?: VersionVector): Promise<HistoryCollected> {
+    const result: HistoryCollected = { scanned: 0, superseded: this.supersededOnWrite, tombstones: 0, cleared: 0, ccids: 0, done: true };
     this.supersededOnWrite = 0;
     const policy = this.ctx.history;
-    if (policy === undefined || this.ctx.keepClearedLog === true || this.retired) return result;
+    if (policy === undefined || this.retired) return result;
+    if (this.ctx.keepClearedLog === true) return stable === undefined ? result : this.collectReplicated(now, budget, stable, policy, result);
     const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
     const barrier = await this.exclusive(async () => {
       const meta = await this.meta();
@@ -703,6 +711,160 @@ export class Partition {
     });
     await barrier;
     return result;
+  }
+
+  /** Where the next pass over a replica's log starts: passes sweep the whole log, round after round. */
+  private sweepFrom = 0;
+
+  /**
+   * History collection on a replica of a cluster, by the rules of model/replica-history.ts: only
+   * records `stable` covers (every replica holds them, and nothing concurrent with them can still
+   * arrive: replication/stability.ts) and older than the horizon and the ccid window go. A record
+   * kept now may go at a later pass (its entity gets a stable single head), so each round sweeps
+   * the whole log (which collection keeps near one record per live entity), `budget` records per
+   * pass, in the write section. What goes raises the partition's `floor`: a peer whose vector does
+   * not reach it is sent what is left, with the floor, instead of a dense log (`recordsSince`).
+   */
+  private async collectReplicated(
+    now: number,
+    budget: number,
+    stable: VersionVector,
+    policy: { horizonMs: number; ccidWindowMs: number },
+    result: HistoryCollected,
+  ): Promise<HistoryCollected> {
+    // Records are dropped only once their ccid is forgotten too: a copy filled from this one
+    // learns the ccids of the records it receives, never of those it does not.
+    const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
+    const barrier = await this.exclusive(async () => {
+      // Range reads see durable data only: let what is staged land first.
+      await this.lastStaged;
+      const meta = await this.meta();
+      const from = Math.max(this.sweepFrom, meta.changeLogStart, 1);
+      const last = this.durableChangePos;
+      const page = from >= last ? [] : await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last), limit: budget });
+      const floor = merge(meta.floor ?? emptyVector, stable);
+      const isStable = (ref: string) => refCovered(stable, ref);
+      const ops: StagedOp[] = [];
+      const removed = new Set<number>();
+      // Entities this pass changed (a removed tombstone, a replayed key), by key.
+      const states = new Map<string, EntityState | undefined>();
+      let cursorVector = meta.cursorVector;
+      let next = from;
+      for (const [dbKey, entry] of page) {
+        const pos = PartitionLayout.seqOfKey(dbKey);
+        result.scanned++;
+        next = pos + 1;
+        if (removed.has(pos) || seqOf(stable, entry.origin) < entry.seq) continue;
+        if (ccidExpired(entry.hlc, now, policy.ccidWindowMs)) {
+          const indexed = await this.store.get<ChangeEntry>(this.layout.ccid(entry.ccid));
+          if (indexed !== undefined && indexed.origin === entry.origin && indexed.seq === entry.seq) {
+            ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
+            result.ccids++;
+          }
+        }
+        if (entry.at > threshold) continue;
+        const ref = recordRef(entry.origin, entry.seq);
+        const key = entry.key;
+        const state = key === null ? undefined : states.has(key) ? states.get(key) : await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
+        const cleared = meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq;
+        const verdict = replicaVerdict(
+          { ref, key, op: entry.op, superseded: entry.superseded === true, cleared },
+          state === undefined ? undefined : { heads: state.heads ?? [] },
+          isStable,
+        );
+        if (verdict === 'keep') continue;
+        if (verdict === 'superseded' || verdict === 'cleared') {
+          ops.push({ type: 'del', key: dbKey });
+          removed.add(pos);
+          result[verdict]++;
+          continue;
+        }
+        // A tombstone: it goes with its ancestors, and its entity with it unless another head
+        // (a record made on nothing, where the tombstone was already collected) keeps it alive.
+        const entityKey = key!;
+        result.tombstones++;
+        cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
+        for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entityKey))) ops.push({ type: 'del', key: versionKey });
+        if ((state?.heads ?? []).length <= 1) {
+          ops.push({ type: 'del', key: dbKey }, { type: 'del', key: this.layout.entity(meta.gen, entityKey) });
+          removed.add(pos);
+          states.set(entityKey, undefined);
+          continue;
+        }
+        const records = await this.keyEntries(meta, entityKey);
+        const gone = ancestorsOf(ref, records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), deps: e.deps ?? [] })));
+        const left: KeyRecord[] = [];
+        for (const { pos: at, entry: e } of records) {
+          if (!gone.has(recordRef(e.origin, e.seq))) left.push(keyRecordOf(e, { ...meta, floor }));
+          else if (!removed.has(at)) {
+            ops.push({ type: 'del', key: this.layout.change(at) });
+            removed.add(at);
+            if (at !== pos) result.superseded++;
+          }
+        }
+        const after = replayKey(left);
+        const replayed: EntityState = {
+          version: after.version,
+          data: after.data,
+          deleted: after.data === null,
+          heads: after.heads,
+          ...(after.last === null ? {} : { hlc: after.last.hlc, origin: after.last.origin }),
+        };
+        ops.push(
+          { type: 'put', key: this.layout.entity(meta.gen, entityKey), value: replayed },
+          { type: 'put', key: this.layout.version(meta.gen, entityKey, replayed.version), value: replayed, cache: false },
+        );
+        states.set(entityKey, replayed);
+      }
+      const reachedEnd = page.length < budget;
+      this.sweepFrom = reachedEnd ? 0 : next;
+      result.done = reachedEnd;
+      if (ops.length === 0) return undefined;
+      if (removed.size > 0) {
+        ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, floor, ...(cursorVector === undefined ? {} : { cursorVector }) } satisfies PartitionMeta });
+      }
+      this.stage(ops);
+      return this.lastStaged;
+    });
+    await barrier;
+    return result;
+  }
+
+  /** The log entries of `key` that count (not superseded, not cleared), with their positions. */
+  private async keyEntries(meta: PartitionMeta, key: string): Promise<Array<{ pos: number; entry: ChangeEntry }>> {
+    const out: Array<{ pos: number; entry: ChangeEntry }> = [];
+    for await (const [dbKey, entry] of this.store.entries<ChangeEntry>(this.layout.changesFrom(meta.changeLogStart))) {
+      if (entry.key !== key || entry.superseded === true) continue;
+      if (meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq) continue;
+      out.push({ pos: PartitionLayout.seqOfKey(dbKey), entry });
+    }
+    return out;
+  }
+
+  /**
+   * Records from a copy that collected history are coming (`floor`): what it covers counts as
+   * collected here too (a record whose parents are missing keeps its origin's version), and a
+   * cursor that does not reach it has expired (its reader may have missed a collected deletion).
+   */
+  private async takeFloor(floor: VersionVector): Promise<void> {
+    const meta = await this.meta();
+    if (meta.floor !== undefined && dominates(meta.floor, floor)) return;
+    const next: PartitionMeta = { ...meta, floor: merge(meta.floor ?? emptyVector, floor), cursorVector: merge(meta.cursorVector ?? emptyVector, floor) };
+    this.stage([{ type: 'put', key: this.layout.meta, value: next }]);
+  }
+
+  /**
+   * The sender has sent everything it holds below its `floor`: the rest below it was collected
+   * there and never comes, so this copy's vector takes the floor in (and keeps it across restarts).
+   */
+  private async adoptFloor(floor: VersionVector): Promise<void> {
+    const vector = merge(this.changeVector, floor);
+    if (dominates(this.changeVector, vector)) return;
+    this.changeVector = vector;
+    const meta = await this.meta();
+    this.stage([{ type: 'put', key: this.layout.meta, value: { ...meta, adopted: merge(meta.adopted ?? emptyVector, floor) } satisfies PartitionMeta }], () => {
+      this.durableChangeVector = vector;
+    });
   }
 
   // ---------------------------------------------------------------- reads (durable state only)
@@ -747,6 +909,10 @@ export class Partition {
     const head = stream === 'changes' ? this.durableChangeVector : this.durableEventVector;
     // Other replicas may be ahead of this one, but nobody knows more of our own records than we do.
     if (seqOf(vector, self) > seqOf(head, self)) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
+    const expiry = stream === 'changes' ? (await this.durableMeta()).cursorVector : undefined;
+    if (expiry !== undefined && !dominates(vector, expiry)) {
+      throw new SyncError(ErrorCode.INVALID_CURSOR, 'changes after this cursor are no longer in the history (the history horizon): read again from the start (since: null)');
+    }
     if (onlyOrigin(head, self) && onlyOrigin(vector, self)) {
       const fromPos = seqOf(vector, self) + 1;
       if (stream === 'changes' && fromPos < ((await this.durableMeta()).cursorFloor ?? 1)) {
@@ -873,27 +1039,41 @@ export class Partition {
    * is skipped too, and the sender resends from the vector this answers with, once durable.
    * The resulting entities are those of model/converge.ts, whatever the order of arrival.
    */
-  async applyChanges(records: readonly ChangeRecord[], options: { compacted?: boolean } = {}): Promise<VersionVector> {
+  async applyChanges(records: readonly ChangeRecord[], options: { compacted?: boolean; floor?: VersionVector; complete?: boolean } = {}): Promise<VersionVector> {
     for (const record of records) checkRecord(record);
+    const floor = options.floor !== undefined && isVector(options.floor) ? options.floor : undefined;
     const barrier = await this.exclusive(async () => {
-      for (const record of records) await this.applyChangeRecord(record, options.compacted === true);
+      if (floor !== undefined) {
+        // A copy holding part of what the sender collected must be rebuilt (Cluster.rebuild).
+        if (needsRebuild(this.changeVector, floor)) return this.lastStaged;
+        await this.takeFloor(floor);
+      }
+      for (const record of records) await this.applyChangeRecord(record, options.compacted === true, floor);
+      if (floor !== undefined && options.complete === true) await this.adoptFloor(floor);
       return this.lastStaged;
     });
     await barrier;
     return this.durableChangeVector;
   }
 
-  private async applyChangeRecord(record: ChangeRecord, compacted: boolean): Promise<void> {
+  private async applyChangeRecord(record: ChangeRecord, compacted: boolean, transferFloor?: VersionVector): Promise<void> {
     const have = seqOf(this.changeVector, record.origin);
     if (record.seq <= have) return;
     const clearing = record.op === 'EMPTY' || record.op === 'DROP';
-    if (clearing && !compacted) {
+    // From a copy that collected history: below its floor the gaps are collected records (they
+    // come in the sender's log order, each origin's in sequence); above it, the origin goes on
+    // from the floor.
+    const below = transferFloor === undefined ? 0 : seqOf(transferFloor, record.origin);
+    if (record.seq <= below) {
+      // accepted as it comes
+    } else if (clearing && !compacted && transferFloor === undefined) {
       // Everything an EMPTY clears comes here before it, so that every replica knows their
       // ccids (a retry of a cleared change stays a duplicate).
       if (record.seq !== have + 1 || !dominates(this.changeVector, record.cut ?? emptyVector)) return;
     } else {
       // From a log that no longer holds what the EMPTY cleared: it covers what never came.
-      const floor = clearing ? Math.max(have, seqOf(record.cut ?? emptyVector, record.origin)) : have;
+      const last = Math.max(have, below);
+      const floor = clearing ? Math.max(last, seqOf(record.cut ?? emptyVector, record.origin)) : last;
       if (record.seq !== floor + 1) return;
     }
     this.ctx.clock.observe(record.hlc);
@@ -909,7 +1089,13 @@ export class Partition {
 
     // Two records with one ccid are one change: the first in the total order.
     const existing = await this.store.get<ChangeEntry>(this.layout.ccid(record.ccid));
-    const rival = existing !== undefined && (existing.origin !== record.origin || existing.seq !== record.seq) ? existing : undefined;
+    const rival =
+      existing !== undefined &&
+      (existing.origin !== record.origin || existing.seq !== record.seq) &&
+      // A retry after the ccid window is a new change on every replica (model/replica-history.ts).
+      !isRetryAfterWindow(existing, record, this.ctx.keepClearedLog === true ? this.ctx.history?.ccidWindowMs : undefined)
+        ? existing
+        : undefined;
     if (rival !== undefined && compareOrder(orderOf(rival), orderOf(record)) < 0) {
       entry.superseded = true;
       this.stageEntry(pos, entry, vector, undefined);
@@ -922,7 +1108,7 @@ export class Partition {
       await this.supersede(rival, ops);
       if (rival.key !== null && rival.key !== key) await this.rewriteKey(meta, config, rival.key, null, excluded, ops);
     }
-    const local = await this.rewriteKey(meta, config, key, keyRecordOf(record), excluded, ops);
+    const local = await this.rewriteKey(meta, config, key, keyRecordOf(record, meta), excluded, ops);
     if (local.version !== record.version || local.op !== record.op || !sameJson(local.data, record.data)) entry.local = local;
     ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry.local === undefined ? entry : { ...entry, local: undefined }, cache: false });
     ops.push(...this.listing(true));
@@ -977,7 +1163,7 @@ export class Partition {
     for await (const [, entry] of this.store.entries<ChangeEntry>(this.layout.changesFrom(meta.changeLogStart))) {
       if (entry.key === null || !keys.has(entry.key) || entry.superseded === true) continue;
       if (meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq) continue;
-      const record = keyRecordOf(entry);
+      const record = keyRecordOf(entry, meta);
       if (excluded.has(record.ref)) continue;
       let list = out.get(entry.key);
       if (list === undefined) out.set(entry.key, (list = []));
@@ -1090,7 +1276,7 @@ export class Partition {
       if (own.key !== null && own.superseded !== true) {
         let list = byKey.get(own.key);
         if (list === undefined) byKey.set(own.key, (list = []));
-        list.push(keyRecordOf(own));
+        list.push(keyRecordOf(own, next));
         lastOfKey.set(own.key, movedEntry);
       }
     }
@@ -1175,12 +1361,15 @@ export class Partition {
     const records: Array<ChangeRecord | EventRecord> = [];
     // Whether the peer needs records an EMPTY/DROP cleared from this log (then they are gone).
     let compacted = false;
+    // Whether it needs records history collection removed here: it skips the gaps below this.
+    let floor: VersionVector | undefined;
     if (stream === 'changes') {
       const meta = await this.durableMeta();
       if (meta.changeLogStart > 1) {
         const start = await this.store.get<ChangeEntry>(this.layout.change(meta.changeLogStart), { durable: true });
         compacted = start?.cut !== undefined && !dominates(vector, start.cut);
       }
+      if (meta.floor !== undefined && !dominates(vector, meta.floor)) floor = meta.floor;
     }
     // Batches are bounded in bytes too (a message must fit a peer link's frame limit); one record
     // always goes, and a record is at most an entity or an event's limits.
@@ -1188,13 +1377,13 @@ export class Partition {
     for await (const [, raw] of this.store.store.entries(range)) {
       const entry = JSON.parse(raw) as ChangeEntry | EventEntry;
       if (seqOf(vector, entry.origin) >= entry.seq) continue;
-      if (records.length >= limit || (records.length > 0 && bytes + raw.length > RECORDS_BYTES_MAX)) return { records, more: true, compacted };
+      if (records.length >= limit || (records.length > 0 && bytes + raw.length > RECORDS_BYTES_MAX)) return { records, more: true, compacted, ...(floor === undefined ? {} : { floor }) };
       bytes += raw.length;
       const { vv: _vv, superseded: _superseded, ...own } = entry as ChangeEntry;
       delete own.local;
       records.push(own);
     }
-    return { records, more: false, compacted };
+    return { records, more: false, compacted, ...(floor === undefined ? {} : { floor }) };
   }
 
   /**
@@ -1438,6 +1627,8 @@ export interface RecordsSince<T> {
   more: boolean;
   /** Records the peer lacks were cleared by an EMPTY/DROP here: apply with `compacted`. */
   compacted: boolean;
+  /** Records the peer lacks were collected here: apply with this `floor`. */
+  floor?: VersionVector;
 }
 
 /** Where a reader of a log resumes (`Partition.resume`). */
@@ -1494,14 +1685,18 @@ function orderOf(record: { hlc?: number; origin: string }): Ordered {
   return { hlc: record.hlc ?? 0, origin: record.origin };
 }
 
-function keyRecordOf(record: ChangeRecord): KeyRecord {
-  return {
+function keyRecordOf(record: ChangeRecord, meta?: PartitionMeta): KeyRecord {
+  const key: KeyRecord = {
     ref: recordRef(record.origin, record.seq),
     hlc: record.hlc ?? 0,
     origin: record.origin,
     deps: record.deps ?? [],
     data: record.op === 'DELETE' ? null : record.data,
   };
+  // Parents collected here (model/replica-history.ts): the record keeps its origin's count.
+  const base = collectedBase(record, meta?.floor, meta?.cut);
+  if (base !== undefined) key.base = base;
+  return key;
 }
 
 function keyStateOf(state: EntityState | undefined): KeyState {
@@ -1535,6 +1730,13 @@ function checkRecord(record: ChangeRecord): void {
     (record.op === 'EMPTY' || record.op === 'DROP' ? record.key === null : typeof record.key === 'string') &&
     (record.op !== 'MODIFY' || isJsonObject(record.data));
   if (!ok) throw invalidInput('malformed replicated record');
+}
+
+/** A version vector from a peer, checked for shape. */
+function isVector(value: unknown): value is VersionVector {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  for (const [origin, seq] of Object.entries(value)) if (!ORIGIN.test(origin) || !Number.isSafeInteger(seq) || (seq as number) < 0) return false;
+  return true;
 }
 
 /** Whether `vector` names no origin but `origin`. */

@@ -103,6 +103,19 @@ export interface PartitionMeta {
    * would never learn of that deletion, so such a cursor has expired.
    */
   cursorFloor?: number;
+  /**
+   * A replica in a cluster (Partition.collectReplicated): records this vector covers that are not
+   * in the log were collected (here, or on the replica this copy was filled from). A peer whose
+   * vector does not cover it gets the records with this floor and skips the gaps below it.
+   */
+  floor?: VersionVector;
+  /** A floor this copy took over from a peer: part of its version vector (the log has gaps). */
+  adopted?: VersionVector;
+  /**
+   * A replica in a cluster: a cursor that does not cover this vector has expired (a deletion it
+   * has not seen was collected, or the copy was filled from a peer's collected history).
+   */
+  cursorVector?: VersionVector;
 }
 
 export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };

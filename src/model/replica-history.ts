@@ -1,0 +1,121 @@
+/**
+ * History collection on a replica of a cluster: which change records may go, given the vector of
+ * records that are causally stable (replication/stability.ts: every replica holds them, and no
+ * record concurrent with them can still arrive anywhere). The partition applies these rules
+ * (engine/partition.ts `collectReplicated`); they are pure so that every replica decides alike.
+ *
+ * Why the rules keep replicas converging (model/converge.ts replays a key from its records):
+ * - *Superseded*: a record that is not a head of its entity, while the entity has a single head
+ *   that is stable. A single head H descends from every other record of the key, so the key's
+ *   state is H's own data; H being stable, every later record descends from H too. Replaying from
+ *   H onwards gives what replaying everything gives, except the version (a count of records):
+ *   a record whose parents were all collected takes the version its origin gave it
+ *   (`collectedBase`), which is that count, since its origin held exactly its ancestors.
+ * - *Tombstone*: a stable DELETE that is a head: it goes with its ancestors, its entity and its
+ *   versions. A replica that already dropped it may later accept a new record of the key made
+ *   on nothing; a replica still holding the DELETE sees that record as concurrent, then drops
+ *   the DELETE and its ancestors too and replays the key from what is left: both end with the
+ *   same records, hence the same entity.
+ * - *Cleared* by an EMPTY/DROP: a stable record the cut covers counts for nothing anywhere.
+ * - *Rival*: a record that lost its ccid to an earlier one counts for nothing either.
+ * - *ccids*: the index entry of a stable record goes after the ccid window. Every rival made
+ *   concurrently with it is then already on every replica (causal stability) and was decided
+ *   alike; a record with the same ccid made later is a retry after the window, which every
+ *   replica applies as a new change (`isRetryAfterWindow`), remembered or not.
+ *
+ * Pure: no I/O, no clock.
+ */
+import { seqOf, type VersionVector } from './version-vector.js';
+
+export type Verdict = 'keep' | 'superseded' | 'tombstone' | 'cleared';
+
+export interface CollectableRecord {
+  ref: string;
+  key: string | null;
+  op: string;
+  /** Lost its ccid to an earlier record. */
+  superseded: boolean;
+  /** An EMPTY/DROP cleared it here. */
+  cleared: boolean;
+}
+
+/**
+ * What to do with a stable record older than the horizon. `entity`: its entity's heads here, or
+ * undefined when the entity is gone (its tombstone was collected: the record is an ancestor).
+ */
+export function replicaVerdict(record: CollectableRecord, entity: { heads: readonly string[] } | undefined, isStable: (ref: string) => boolean): Verdict {
+  if (record.superseded) return 'superseded';
+  if (record.key === null) return 'keep'; // EMPTY and DROP stay: they tell readers to clear
+  if (record.cleared) return 'cleared';
+  if (entity === undefined) return 'superseded';
+  if (!entity.heads.includes(record.ref)) {
+    return entity.heads.length === 1 && isStable(entity.heads[0]!) ? 'superseded' : 'keep';
+  }
+  return record.op === 'DELETE' ? 'tombstone' : 'keep';
+}
+
+/** `{origin}:{seq}` back to its parts (origins contain no `:`). */
+export function parseRef(ref: string): { origin: string; seq: number } {
+  const at = ref.lastIndexOf(':');
+  return { origin: ref.slice(0, at), seq: Number(ref.slice(at + 1)) };
+}
+
+export function refCovered(vector: VersionVector, ref: string): boolean {
+  const { origin, seq } = parseRef(ref);
+  return seqOf(vector, origin) >= seq;
+}
+
+/** `ref` and every record it descends from, among `records` (a key's records). */
+export function ancestorsOf(ref: string, records: ReadonlyArray<{ ref: string; deps: readonly string[] }>): Set<string> {
+  const byRef = new Map(records.map((r) => [r.ref, r]));
+  const seen = new Set<string>();
+  const stack = [ref];
+  while (stack.length > 0) {
+    const next = stack.pop()!;
+    if (seen.has(next)) continue;
+    seen.add(next);
+    for (const dep of byRef.get(next)?.deps ?? []) stack.push(dep);
+  }
+  return seen;
+}
+
+/**
+ * The version before a record whose parents were all collected here (covered by the collection
+ * `floor`, not cleared by an EMPTY's `cut`): its origin's version minus one; undefined otherwise
+ * (no parents, or parents that count for nothing everywhere).
+ */
+export function collectedBase(record: { deps?: readonly string[]; version: number | null }, floor: VersionVector | undefined, cut: VersionVector | undefined): number | undefined {
+  const deps = record.deps ?? [];
+  if (floor === undefined || deps.length === 0 || record.version === null) return undefined;
+  for (const dep of deps) if (!refCovered(floor, dep) || (cut !== undefined && refCovered(cut, dep))) return undefined;
+  return record.version - 1;
+}
+
+/** Whether the record's clock is past the ccid window (µs clocks, ms window and time). */
+export function ccidExpired(hlc: number, now: number, ccidWindowMs: number): boolean {
+  return hlc < (now - ccidWindowMs) * 1000;
+}
+
+/**
+ * Two records with one ccid are one change (the first in the total order) only when made within
+ * the ccid window of each other: a later one is a retry after the window, a new change on every
+ * replica, whether it still remembers the ccid or not.
+ */
+export function isRetryAfterWindow(first: { hlc?: number }, other: { hlc?: number }, ccidWindowMs: number | undefined): boolean {
+  if (ccidWindowMs === undefined) return false;
+  return Math.abs((other.hlc ?? 0) - (first.hlc ?? 0)) > ccidWindowMs * 1000;
+}
+
+/**
+ * Whether a copy holding `mine` can take records from a copy whose collected part is `floor`
+ * as they come (gaps below the floor are records collected there): yes unless it holds some but
+ * not all of an origin's records below the floor. It may then hold entities whose later records
+ * (a deletion, say) were collected: it must be rebuilt from the other copy instead.
+ */
+export function needsRebuild(mine: VersionVector, floor: VersionVector): boolean {
+  for (const [origin, seq] of Object.entries(floor)) {
+    const have = seqOf(mine, origin);
+    if (have > 0 && have < seq) return true;
+  }
+  return false;
+}
