@@ -794,9 +794,12 @@ export class Partition {
         const records = await this.keyEntries(meta, entityKey);
         const gone = ancestorsOf(ref, records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), deps: e.deps ?? [] })));
         const left: KeyRecord[] = [];
+        let lastLeft: { pos: number; entry: ChangeEntry } | undefined;
         for (const { pos: at, entry: e } of records) {
-          if (!gone.has(recordRef(e.origin, e.seq))) left.push(keyRecordOf(e, { ...meta, floor }));
-          else if (!removed.has(at)) {
+          if (!gone.has(recordRef(e.origin, e.seq))) {
+            left.push(keyRecordOf(e, { ...meta, floor }));
+            lastLeft = { pos: at, entry: e };
+          } else if (!removed.has(at)) {
             ops.push({ type: 'del', key: this.layout.change(at) });
             removed.add(at);
             if (at !== pos) result.superseded++;
@@ -815,6 +818,15 @@ export class Partition {
           { type: 'put', key: this.layout.version(meta.gen, entityKey, replayed.version), value: replayed, cache: false },
         );
         states.set(entityKey, replayed);
+        // A reader gets the entity as it is now from its last entry (as after an EMPTY).
+        if (lastLeft !== undefined) {
+          const { local: _local, ...own } = lastLeft.entry;
+          const entry: ChangeEntry = own;
+          if (own.version !== replayed.version || !sameJson(own.data, replayed.data) || (own.op === 'DELETE') !== replayed.deleted) {
+            entry.local = { op: replayed.deleted ? 'DELETE' : 'MODIFY', version: replayed.version, data: replayed.data, diff: replayed.data === null ? null : diffObjects({}, replayed.data) };
+          }
+          ops.push({ type: 'put', key: this.layout.change(lastLeft.pos), value: entry, cache: false });
+        }
       }
       const reachedEnd = page.length < budget;
       this.sweepFrom = reachedEnd ? 0 : next;
@@ -841,6 +853,11 @@ export class Partition {
     return out;
   }
 
+  /** The floors this copy holds records below (it collected, or took a collected copy's records). */
+  async takenFloor(): Promise<VersionVector> {
+    return (await this.durableMeta()).floor ?? emptyVector;
+  }
+
   /**
    * Records from a copy that collected history are coming (`floor`): what it covers counts as
    * collected here too (a record whose parents are missing keeps its origin's version), and a
@@ -850,6 +867,7 @@ export class Partition {
     const meta = await this.meta();
     if (meta.floor !== undefined && dominates(meta.floor, floor)) return;
     const next: PartitionMeta = { ...meta, floor: merge(meta.floor ?? emptyVector, floor), cursorVector: merge(meta.cursorVector ?? emptyVector, floor) };
+    // Below it, this copy now holds only records taken from copies that collected (needsRebuild).
     this.stage([{ type: 'put', key: this.layout.meta, value: next }]);
   }
 
@@ -1039,13 +1057,20 @@ export class Partition {
    * is skipped too, and the sender resends from the vector this answers with, once durable.
    * The resulting entities are those of model/converge.ts, whatever the order of arrival.
    */
-  async applyChanges(records: readonly ChangeRecord[], options: { compacted?: boolean; floor?: VersionVector; complete?: boolean } = {}): Promise<VersionVector> {
+  async applyChanges(
+    records: readonly ChangeRecord[],
+    options: { compacted?: boolean; floor?: VersionVector; since?: VersionVector; complete?: boolean } = {},
+  ): Promise<VersionVector> {
     for (const record of records) checkRecord(record);
     const floor = options.floor !== undefined && isVector(options.floor) ? options.floor : undefined;
+    const since = options.since !== undefined && isVector(options.since) ? options.since : undefined;
     const barrier = await this.exclusive(async () => {
       if (floor !== undefined) {
+        // Below a floor, gaps are taken as collected records only from a batch of everything the
+        // sender holds beyond what this copy holds (`since`): not from one computed for less.
+        if (since === undefined || !dominates(this.changeVector, since)) return this.lastStaged;
         // A copy holding part of what the sender collected must be rebuilt (Cluster.rebuild).
-        if (needsRebuild(this.changeVector, floor)) return this.lastStaged;
+        if (needsRebuild(this.changeVector, floor, (await this.meta()).floor)) return this.lastStaged;
         await this.takeFloor(floor);
       }
       for (const record of records) await this.applyChangeRecord(record, options.compacted === true, floor);

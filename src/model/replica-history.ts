@@ -109,13 +109,14 @@ export function isRetryAfterWindow(first: { hlc?: number }, other: { hlc?: numbe
 /**
  * Whether a copy holding `mine` can take records from a copy whose collected part is `floor`
  * as they come (gaps below the floor are records collected there): yes unless it holds some but
- * not all of an origin's records below the floor. It may then hold entities whose later records
- * (a deletion, say) were collected: it must be rebuilt from the other copy instead.
+ * not all of an origin's records below the floor, beyond what it already took that way (`taken`:
+ * the floors it took over). It may then hold entities whose later records (a deletion, say) were
+ * collected there and will never come: it must be rebuilt from the other copy instead.
  */
-export function needsRebuild(mine: VersionVector, floor: VersionVector): boolean {
+export function needsRebuild(mine: VersionVector, floor: VersionVector, taken: VersionVector = {}): boolean {
   for (const [origin, seq] of Object.entries(floor)) {
     const have = seqOf(mine, origin);
-    if (have > 0 && have < seq) return true;
+    if (have > 0 && have < seq && have > seqOf(taken, origin)) return true;
   }
   return false;
 }

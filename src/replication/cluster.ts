@@ -486,7 +486,7 @@ export class Cluster implements Router {
               changes: stream === 'changes' ? (batch.records as ChangeRecord[]) : [],
               events: stream === 'events' ? (batch.records as EventRecord[]) : [],
               compacted: batch.compacted,
-              ...(batch.floor === undefined ? {} : { floor: batch.floor, complete: !batch.more }),
+              ...(batch.floor === undefined ? {} : { floor: batch.floor, since: from, complete: !batch.more }),
             },
             Math.max(1, Math.min(deadline - this.clock.now(), this.options.requestTimeoutMs)),
           );
@@ -542,7 +542,7 @@ export class Cluster implements Router {
         changes: stream === 'changes' ? (batch.records as ChangeRecord[]) : [],
         events: stream === 'events' ? (batch.records as EventRecord[]) : [],
         compacted: batch.compacted,
-        ...(batch.floor === undefined ? {} : { floor: batch.floor, complete: !batch.more }),
+        ...(batch.floor === undefined ? {} : { floor: batch.floor, since: known, complete: !batch.more }),
       };
       let answer: PeerResponse;
       try {
@@ -650,7 +650,7 @@ export class Cluster implements Router {
       );
       this.remember(node, id, answer.vectors);
       const floor = answer.floor;
-      if (floor !== undefined && needsRebuild(vectors.changes, floor)) {
+      if (floor !== undefined && needsRebuild(vectors.changes, floor, await partition.takenFloor())) {
         const copy = rebuilt ? undefined : await this.rebuild(node, partition, answer.vectors);
         // Not yet (the peer lacks records of this copy): the next round tries again.
         if (copy === undefined) return partition;
@@ -660,7 +660,7 @@ export class Cluster implements Router {
         continue;
       }
       if (answer.changes.length > 0 || floor !== undefined) {
-        await partition.applyChanges(answer.changes, { compacted: answer.compacted, ...(floor === undefined ? {} : { floor, complete: !answer.more }) });
+        await partition.applyChanges(answer.changes, { compacted: answer.compacted, ...(floor === undefined ? {} : { floor, since: vectors.changes, complete: !answer.more }) });
       }
       if (answer.events.length > 0) await partition.applyEvents(answer.events);
       const progressed =
@@ -772,7 +772,7 @@ export class Cluster implements Router {
         }
         case 'push': {
           const partition = await this.engine.partitionById(request.partition);
-          const floor = request.floor === undefined ? {} : { floor: request.floor, complete: request.complete === true };
+          const floor = request.floor === undefined ? {} : { floor: request.floor, since: request.since ?? emptyVector, complete: request.complete === true };
           const changes =
             request.changes.length > 0 || request.floor !== undefined
               ? await partition.applyChanges(request.changes, { compacted: request.compacted, ...floor })

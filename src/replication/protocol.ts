@@ -39,9 +39,10 @@ export type PeerRequest =
   | { type: 'configure'; partition: string; patch: Partial<BucketConfig>; replicate: boolean }
   /**
    * `floor`: the sender collected history, and the receiver's vector does not reach its floor:
-   * gaps below it are collected records; `complete`: nothing below the floor is left to send.
+   * gaps below it are collected records; `since`: the batch holds every record the sender has
+   * beyond this vector; `complete`: nothing below the floor is left to send.
    */
-  | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean; floor?: VersionVector; complete?: boolean }
+  | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean; floor?: VersionVector; since?: VersionVector; complete?: boolean }
   | { type: 'pull'; partition: string; vectors: Vectors; limit: number; waitMs: number }
   | { type: 'vectors'; partitions: string[] }
   | { type: 'status'; partition: string }
