@@ -36,7 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
-import { ancestorsOf, ccidExpired, collectedBase, isRetryAfterWindow, needsRebuild, refCovered, replicaVerdict } from '../model/replica-history.js';
+import { ccidExpired, collectedBase, isRetryAfterWindow, needsRebuild, refCovered, replicaVerdict, tombstoneWithHeads } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
@@ -782,17 +782,24 @@ export class Partition {
         // A tombstone: it goes with its ancestors, and its entity with it unless another head
         // (a record made on nothing, where the tombstone was already collected) keeps it alive.
         const entityKey = key!;
+        const single = (state?.heads ?? []).length <= 1;
+        const records = single ? [] : await this.keyEntries(meta, entityKey);
+        const gone = single
+          ? undefined
+          : tombstoneWithHeads(
+              { ref, hlc: entry.hlc, origin: entry.origin },
+              records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), hlc: e.hlc, origin: e.origin, deps: e.deps ?? [] })),
+            );
+        if (!single && gone === undefined) continue;
         result.tombstones++;
         cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
         for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entityKey))) ops.push({ type: 'del', key: versionKey });
-        if ((state?.heads ?? []).length <= 1) {
+        if (gone === undefined) {
           ops.push({ type: 'del', key: dbKey }, { type: 'del', key: this.layout.entity(meta.gen, entityKey) });
           removed.add(pos);
           states.set(entityKey, undefined);
           continue;
         }
-        const records = await this.keyEntries(meta, entityKey);
-        const gone = ancestorsOf(ref, records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), deps: e.deps ?? [] })));
         const left: KeyRecord[] = [];
         let lastLeft: { pos: number; entry: ChangeEntry } | undefined;
         for (const { pos: at, entry: e } of records) {

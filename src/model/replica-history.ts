@@ -15,7 +15,9 @@
  *   versions. A replica that already dropped it may later accept a new record of the key made
  *   on nothing; a replica still holding the DELETE sees that record as concurrent, then drops
  *   the DELETE and its ancestors too and replays the key from what is left: both end with the
- *   same records, hence the same entity.
+ *   same records, hence the same entity (`tombstoneWithHeads`). A concurrent record *before* the
+ *   DELETE in the total order was deleted by it: then the DELETE stays (until a later write
+ *   merges the heads and it is superseded like any record).
  * - *Cleared* by an EMPTY/DROP: a stable record the cut covers counts for nothing anywhere.
  * - *Rival*: a record that lost its ccid to an earlier one counts for nothing either.
  * - *ccids*: the index entry of a stable record goes after the ccid window. Every rival made
@@ -25,6 +27,7 @@
  *
  * Pure: no I/O, no clock.
  */
+import { compareOrder, type Ordered } from './converge.js';
 import { seqOf, type VersionVector } from './version-vector.js';
 
 export type Verdict = 'keep' | 'superseded' | 'tombstone' | 'cleared';
@@ -89,6 +92,21 @@ export function collectedBase(record: { deps?: readonly string[]; version: numbe
   if (floor === undefined || deps.length === 0 || record.version === null) return undefined;
   for (const dep of deps) if (!refCovered(floor, dep) || (cut !== undefined && refCovered(cut, dep))) return undefined;
   return record.version - 1;
+}
+
+/**
+ * A stable DELETE that is one of several heads of its entity: the records that go with it (itself
+ * and its ancestors) when every other record of the key comes after it in the total order (made
+ * on nothing where it was already collected: removing it changes nothing they decide), else
+ * undefined (it keeps a concurrent record before it deleted).
+ */
+export function tombstoneWithHeads(
+  tombstone: Ordered & { ref: string },
+  records: ReadonlyArray<Ordered & { ref: string; deps: readonly string[] }>,
+): Set<string> | undefined {
+  const gone = ancestorsOf(tombstone.ref, records);
+  for (const record of records) if (!gone.has(record.ref) && compareOrder(tombstone, record) >= 0) return undefined;
+  return gone;
 }
 
 /** Whether the record's clock is past the ccid window (µs clocks, ms window and time). */
