@@ -741,7 +741,9 @@ export class Partition {
       const meta = await this.meta();
       const from = Math.max(this.sweepFrom, meta.changeLogStart, 1);
       const last = this.durableChangePos;
-      const page = from >= last ? [] : await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last), limit: budget });
+      // The log's head is looked at too, but only its entity may go (below): the head stays, so
+      // that positions and the vector read from it at open are never reused.
+      const page = from > last ? [] : await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last + 1), limit: budget });
       const floor = merge(meta.floor ?? emptyVector, stable);
       const isStable = (ref: string) => refCovered(stable, ref);
       const ops: StagedOp[] = [];
@@ -773,10 +775,15 @@ export class Partition {
           isStable,
         );
         if (verdict === 'keep') continue;
+        const head = pos === last;
         if (verdict === 'superseded' || verdict === 'cleared') {
+          if (head) continue;
           ops.push({ type: 'del', key: dbKey });
           removed.add(pos);
           result[verdict]++;
+          // A deletion whose entity went while it was the log's head: a reader who has not seen it
+          // would never learn of it.
+          if (entry.op === 'DELETE' && state === undefined) cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
           continue;
         }
         // A tombstone: it goes with its ancestors, and its entity with it unless another head
@@ -790,16 +797,19 @@ export class Partition {
               { ref, hlc: entry.hlc, origin: entry.origin },
               records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), hlc: e.hlc, origin: e.origin, deps: e.deps ?? [] })),
             );
-        if (!single && gone === undefined) continue;
+        if ((!single && gone === undefined) || (head && !single)) continue;
         result.tombstones++;
-        cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
         for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entityKey))) ops.push({ type: 'del', key: versionKey });
         if (gone === undefined) {
-          ops.push({ type: 'del', key: dbKey }, { type: 'del', key: this.layout.entity(meta.gen, entityKey) });
-          removed.add(pos);
+          ops.push({ type: 'del', key: this.layout.entity(meta.gen, entityKey) });
           states.set(entityKey, undefined);
+          if (head) continue;
+          ops.push({ type: 'del', key: dbKey });
+          removed.add(pos);
+          cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
           continue;
         }
+        cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
         const left: KeyRecord[] = [];
         let lastLeft: { pos: number; entry: ChangeEntry } | undefined;
         for (const { pos: at, entry: e } of records) {
@@ -839,7 +849,7 @@ export class Partition {
       this.sweepFrom = reachedEnd ? 0 : next;
       result.done = reachedEnd;
       if (ops.length === 0) return undefined;
-      if (removed.size > 0) {
+      if (removed.size > 0 || states.size > 0) {
         ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, floor, ...(cursorVector === undefined ? {} : { cursorVector }) } satisfies PartitionMeta });
       }
       this.stage(ops);
