@@ -9,8 +9,8 @@
  *   that is stable. A single head H descends from every other record of the key, so the key's
  *   state is H's own data; H being stable, every later record descends from H too. Replaying from
  *   H onwards gives what replaying everything gives, except the version (a count of records):
- *   a record whose parents were all collected takes the version its origin gave it
- *   (`collectedBase`), which is that count, since its origin held exactly its ancestors.
+ *   a record made on collected records counts at least what its origin counted
+ *   (`collectedBase`), which includes them, since its origin held all its ancestors.
  * - *Tombstone*: a stable DELETE that is a head: it goes with its ancestors, its entity and its
  *   versions. A replica that already dropped it may later accept a new record of the key made
  *   on nothing; a replica still holding the DELETE sees that record as concurrent, then drops
@@ -83,15 +83,15 @@ export function ancestorsOf(ref: string, records: ReadonlyArray<{ ref: string; d
 }
 
 /**
- * The version before a record whose parents were all collected here (covered by the collection
- * `floor`, not cleared by an EMPTY's `cut`): its origin's version minus one; undefined otherwise
- * (no parents, or parents that count for nothing everywhere).
+ * The version before a record made on records collected here (a parent covered by the collection
+ * `floor`, not cleared by an EMPTY's `cut`): its origin's version minus one, since its origin
+ * counted them; undefined otherwise (no parents, or parents that count for nothing everywhere).
  */
 export function collectedBase(record: { deps?: readonly string[]; version: number | null }, floor: VersionVector | undefined, cut: VersionVector | undefined): number | undefined {
   const deps = record.deps ?? [];
-  if (floor === undefined || deps.length === 0 || record.version === null) return undefined;
-  for (const dep of deps) if (!refCovered(floor, dep) || (cut !== undefined && refCovered(cut, dep))) return undefined;
-  return record.version - 1;
+  if (floor === undefined || record.version === null) return undefined;
+  const collected = deps.some((dep) => refCovered(floor, dep) && (cut === undefined || !refCovered(cut, dep)));
+  return collected ? record.version - 1 : undefined;
 }
 
 /**
