@@ -36,7 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
-import { ccidExpired, collectedBase, isRetryAfterWindow, needsRebuild, refCovered, replicaVerdict, tombstoneWithHeads } from '../model/replica-history.js';
+import { ccidExpired, checkpointChain, collectedBase, isRetryAfterWindow, needsRebuild, parseRef, refCovered, replicaVerdict, tombstoneWithHeads } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
@@ -750,6 +750,8 @@ export class Partition {
       const removed = new Set<number>();
       // Entities this pass changed (a removed tombstone, a replayed key), by key.
       const states = new Map<string, EntityState | undefined>();
+      // Per key: its checkpoint chain (model/replica-history.ts), looked up once per pass.
+      const chains = new Map<string, Set<string> | undefined>();
       let cursorVector = meta.cursorVector;
       let next = from;
       for (const [dbKey, entry] of page) {
@@ -769,11 +771,13 @@ export class Partition {
         const key = entry.key;
         const state = key === null ? undefined : states.has(key) ? states.get(key) : await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
         const cleared = meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq;
-        const verdict = replicaVerdict(
-          { ref, key, op: entry.op, superseded: entry.superseded === true, cleared },
-          state === undefined ? undefined : { heads: state.heads ?? [] },
-          isStable,
-        );
+        let chain: Set<string> | undefined;
+        const heads = state?.heads ?? [];
+        if (key !== null && heads.length === 1 && !heads.includes(ref)) {
+          if (!chains.has(key)) chains.set(key, await checkpointChain(heads[0]!, isStable, (at) => this.parentsOf(at)));
+          chain = chains.get(key);
+        }
+        const verdict = replicaVerdict({ ref, key, op: entry.op, superseded: entry.superseded === true, cleared }, state === undefined ? undefined : { heads, chain });
         if (verdict === 'keep') continue;
         const head = pos === last;
         if (verdict === 'superseded' || verdict === 'cleared') {
@@ -857,6 +861,14 @@ export class Partition {
     });
     await barrier;
     return result;
+  }
+
+  /** The parents of record `ref` (undefined: not in this log). */
+  private async parentsOf(ref: string): Promise<readonly string[] | undefined> {
+    const { origin, seq } = parseRef(ref);
+    const pos = await this.positionOf(origin, seq);
+    if (pos === undefined) return undefined;
+    return (await this.store.get<ChangeEntry>(this.layout.change(pos), { durable: true }))?.deps ?? [];
   }
 
   /** The log entries of `key` that count (not superseded, not cleared), with their positions. */

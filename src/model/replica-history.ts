@@ -5,10 +5,11 @@
  * (engine/partition.ts `collectReplicated`); they are pure so that every replica decides alike.
  *
  * Why the rules keep replicas converging (model/converge.ts replays a key from its records):
- * - *Superseded*: a record that is not a head of its entity, while the entity has a single head
- *   that is stable. A single head H descends from every other record of the key, so the key's
- *   state is H's own data; H being stable, every later record descends from H too. Replaying from
- *   H onwards gives what replaying everything gives, except the version (a count of records):
+ * - *Superseded*: an ancestor of a *checkpoint*: a stable record S on the chain of single parents
+ *   that ends at the entity's single head (`checkpointChain`). A single head descends from every
+ *   other record of the key, so every record is on that chain or an ancestor of S, and the state
+ *   after S is S's own data; S being stable, every later record descends from S too. Replaying
+ *   from S onwards gives what replaying everything gives, except the version (a count of records):
  *   a record made on collected records counts at least what its origin counted
  *   (`collectedBase`), which includes them, since its origin held all its ancestors.
  * - *Tombstone*: a stable DELETE that is a head: it goes with its ancestors, its entity and its
@@ -43,18 +44,42 @@ export interface CollectableRecord {
 }
 
 /**
- * What to do with a stable record older than the horizon. `entity`: its entity's heads here, or
- * undefined when the entity is gone (its tombstone was collected: the record is an ancestor).
+ * What to do with a stable record older than the horizon. `entity`: its entity's heads here and
+ * its `chain` (see {@link checkpointChain}), or undefined when the entity is gone (its tombstone
+ * was collected: the record is one of its ancestors).
  */
-export function replicaVerdict(record: CollectableRecord, entity: { heads: readonly string[] } | undefined, isStable: (ref: string) => boolean): Verdict {
+export function replicaVerdict(record: CollectableRecord, entity: { heads: readonly string[]; chain: ReadonlySet<string> | undefined } | undefined): Verdict {
   if (record.superseded) return 'superseded';
   if (record.key === null) return 'keep'; // EMPTY and DROP stay: they tell readers to clear
   if (record.cleared) return 'cleared';
   if (entity === undefined) return 'superseded';
-  if (!entity.heads.includes(record.ref)) {
-    return entity.heads.length === 1 && isStable(entity.heads[0]!) ? 'superseded' : 'keep';
-  }
+  if (!entity.heads.includes(record.ref)) return entity.heads.length === 1 && entity.chain !== undefined && !entity.chain.has(record.ref) ? 'superseded' : 'keep';
   return record.op === 'DELETE' ? 'tombstone' : 'keep';
+}
+
+/**
+ * From an entity's single head H back along records with a single parent, up to and including the
+ * first stable one S: every record of the key is on this chain or an ancestor of S, so S is a
+ * checkpoint and its ancestors may go. Walking back (rather than waiting for H to be stable) is
+ * what lets an entity updated without pause be collected. `parentsOf` reads a record's parents
+ * (undefined: not here); at most `stepsMax` steps; undefined when no stable record is found.
+ */
+export async function checkpointChain(
+  head: string,
+  isStable: (ref: string) => boolean,
+  parentsOf: (ref: string) => Promise<readonly string[] | undefined>,
+  stepsMax = 64,
+): Promise<Set<string> | undefined> {
+  const chain = new Set<string>();
+  let ref = head;
+  for (let step = 0; step <= stepsMax; step++) {
+    chain.add(ref);
+    if (isStable(ref)) return chain;
+    const parents = await parentsOf(ref);
+    if (parents === undefined || parents.length !== 1) return undefined;
+    ref = parents[0]!;
+  }
+  return undefined;
 }
 
 /** `{origin}:{seq}` back to its parts (origins contain no `:`). */
