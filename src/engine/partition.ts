@@ -36,7 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
-import { ccidExpired, checkpointChain, collectedBase, isRetryAfterWindow, needsRebuild, parseRef, refCovered, replicaVerdict, tombstoneWithHeads } from '../model/replica-history.js';
+import { ccidExpired, checkpointChain, collectedBase, isRetryAfterWindow, needsRebuild, parseRef, refCovered, replicaVerdict, tombstoneGoes } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
@@ -750,8 +750,10 @@ export class Partition {
       const removed = new Set<number>();
       // Entities this pass changed (a removed tombstone, a replayed key), by key.
       const states = new Map<string, EntityState | undefined>();
-      // Per key: its checkpoint chain (model/replica-history.ts), looked up once per pass.
+      // Per key: its checkpoint chain (model/replica-history.ts), and its log entries when a
+      // tombstone needs them, looked up once per pass.
       const chains = new Map<string, Set<string> | undefined>();
+      const entries = new Map<string, Array<{ pos: number; entry: ChangeEntry }>>();
       let cursorVector = meta.cursorVector;
       let next = from;
       for (const [dbKey, entry] of page) {
@@ -772,7 +774,7 @@ export class Partition {
         const state = key === null ? undefined : states.has(key) ? states.get(key) : await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
         const cleared = meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq;
         let chain: Set<string> | undefined;
-        const heads = state?.heads ?? [];
+        const heads: readonly string[] = state?.heads ?? [];
         if (key !== null && heads.length === 1 && !heads.includes(ref)) {
           if (!chains.has(key)) chains.set(key, await checkpointChain(heads[0]!, isStable, (at) => this.parentsOf(at)));
           chain = chains.get(key);
@@ -790,18 +792,22 @@ export class Partition {
           if (entry.op === 'DELETE' && state === undefined) cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
           continue;
         }
-        // A tombstone: it goes with its ancestors, and its entity with it unless another head
-        // (a record made on nothing, where the tombstone was already collected) keeps it alive.
+        // A tombstone: it goes with its ancestors, and its entity with it unless other records
+        // (made on it, or on nothing where it was already collected) keep it alive.
         const entityKey = key!;
-        const single = (state?.heads ?? []).length <= 1;
-        const records = single ? [] : await this.keyEntries(meta, entityKey);
-        const gone = single
-          ? undefined
-          : tombstoneWithHeads(
-              { ref, hlc: entry.hlc, origin: entry.origin },
-              records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), hlc: e.hlc, origin: e.origin, deps: e.deps ?? [] })),
-            );
-        if ((!single && gone === undefined) || (head && !single)) continue;
+        const single = heads.length === 1 && heads[0] === ref;
+        let records: Array<{ pos: number; entry: ChangeEntry }> = [];
+        let gone: Set<string> | undefined;
+        if (!single) {
+          if (!entries.has(entityKey)) entries.set(entityKey, await this.keyEntries(meta, entityKey));
+          records = entries.get(entityKey)!.filter(({ pos: at }) => !removed.has(at));
+          gone = tombstoneGoes(
+            { ref, hlc: entry.hlc, origin: entry.origin },
+            records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), hlc: e.hlc, origin: e.origin, deps: e.deps ?? [] })),
+          );
+          // The log's head stays (above): then the tombstone waits for a later pass.
+          if (gone === undefined || records.some(({ pos: at, entry: e }) => at === last && gone!.has(recordRef(e.origin, e.seq)))) continue;
+        }
         result.tombstones++;
         for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entityKey))) ops.push({ type: 'del', key: versionKey });
         if (gone === undefined) {

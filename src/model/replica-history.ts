@@ -16,7 +16,7 @@
  *   versions. A replica that already dropped it may later accept a new record of the key made
  *   on nothing; a replica still holding the DELETE sees that record as concurrent, then drops
  *   the DELETE and its ancestors too and replays the key from what is left: both end with the
- *   same records, hence the same entity (`tombstoneWithHeads`). A concurrent record *before* the
+ *   same records, hence the same entity (`tombstoneGoes`). A concurrent record *before* the
  *   DELETE in the total order was deleted by it: then the DELETE stays (until a later write
  *   merges the heads and it is superseded like any record).
  * - *Cleared* by an EMPTY/DROP: a stable record the cut covers counts for nothing anywhere.
@@ -53,7 +53,8 @@ export function replicaVerdict(record: CollectableRecord, entity: { heads: reado
   if (record.key === null) return 'keep'; // EMPTY and DROP stay: they tell readers to clear
   if (record.cleared) return 'cleared';
   if (entity === undefined) return 'superseded';
-  if (!entity.heads.includes(record.ref)) return entity.heads.length === 1 && entity.chain !== undefined && !entity.chain.has(record.ref) ? 'superseded' : 'keep';
+  if (!entity.heads.includes(record.ref) && entity.heads.length === 1 && entity.chain !== undefined && !entity.chain.has(record.ref)) return 'superseded';
+  // A DELETE that is not (yet) an ancestor of a checkpoint: a tombstone, if `tombstoneGoes` says so.
   return record.op === 'DELETE' ? 'tombstone' : 'keep';
 }
 
@@ -120,17 +121,23 @@ export function collectedBase(record: { deps?: readonly string[]; version: numbe
 }
 
 /**
- * A stable DELETE that is one of several heads of its entity: the records that go with it (itself
- * and its ancestors) when every other record of the key comes after it in the total order (made
- * on nothing where it was already collected: removing it changes nothing they decide), else
- * undefined (it keeps a concurrent record before it deleted).
+ * A stable DELETE that is not the single head of its entity: the records that go with it (itself
+ * and its ancestors) when removing them changes nothing the others decide, else undefined. That
+ * holds when every other record of the key comes after it in the total order (so none of them was
+ * deleted by it) and none was made on one of its ancestors but not on it (so none needs them as
+ * its base): the others descend from the DELETE, or were made on nothing where it was already
+ * collected. Then every replica ends up dropping the same records, whichever rule it applied.
  */
-export function tombstoneWithHeads(
+export function tombstoneGoes(
   tombstone: Ordered & { ref: string },
   records: ReadonlyArray<Ordered & { ref: string; deps: readonly string[] }>,
 ): Set<string> | undefined {
   const gone = ancestorsOf(tombstone.ref, records);
-  for (const record of records) if (!gone.has(record.ref) && compareOrder(tombstone, record) >= 0) return undefined;
+  for (const record of records) {
+    if (gone.has(record.ref)) continue;
+    if (compareOrder(tombstone, record) >= 0) return undefined;
+    for (const dep of record.deps) if (dep !== tombstone.ref && gone.has(dep)) return undefined;
+  }
   return gone;
 }
 
