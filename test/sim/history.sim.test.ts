@@ -3,6 +3,7 @@
  * and delete a few entities through random nodes while the network loses, delays, duplicates and
  * reorders messages, a replica is down for a while and comes back, and every node collects its
  * history at random moments (horizon and ccid window: 10 s of virtual time). After the faults, a
+ * replica is restored from a backup taken mid-run (behind what the others collected), and a
  * fourth node joins: partitions move to it from copies whose history was collected. Then:
  *   - every replica of every partition holds the same entities (digests) and vectors;
  *   - each entity is as its last acknowledged write left it (every key has one writer, writes are
@@ -67,7 +68,7 @@ async function scenario(seed: number): Promise<void> {
           node.engine.partition('app', bucket).then((p: Partition) => node.cluster.submitChanges(p, [change], null, admin)),
           8000,
         ).catch(() => TIMEOUT);
-        if (result !== TIMEOUT) {
+        if (typeof result !== 'symbol') {
           const [outcome] = result;
           // A coordinator that has not caught up yet may not know the entity: try again later.
           if (outcome!.error?.code === 'MISSING_ENTITY') return 'missing';
@@ -148,6 +149,10 @@ async function scenario(seed: number): Promise<void> {
 
   const clients = Promise.all([0, 1, 2].map(client));
   const background = Promise.all([collector(), chaos()]);
+  // A backup of a replica in the middle of the run, restored after collection (below).
+  await time.runUntil(chaosEnd - 25_000);
+  const restored = rng.pick(world.nodes);
+  const backup = restored.state === 'crashed' ? undefined : await restored.backup();
   await time.runUntil(chaosEnd);
   world.network.heal();
   world.network.faults = { loss: 0, duplicate: 0, delayMin: 1, delayMax: 5 };
@@ -185,6 +190,11 @@ async function scenario(seed: number): Promise<void> {
   await time.runFor(WINDOW_MS + 1000);
   await settle(5);
   const before = collected.superseded + collected.tombstones;
+
+  // The replica restored from its old backup is behind what the others collected: its copies
+  // are rebuilt from theirs (what it held that they lack goes to them first).
+  if (backup !== undefined) await restored.restore(backup);
+  await settle(3);
 
   // A fourth node joins after collection: partitions whose list now includes it reach it from
   // copies that no longer hold their whole history.

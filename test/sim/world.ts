@@ -211,6 +211,21 @@ export class SimNode {
     await this.boot();
   }
 
+  /** What is on the node's disk now: a backup. */
+  async backup(): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    for await (const entry of this.disk.entries({})) out.push(entry);
+    return out;
+  }
+
+  /** The node stops, its disk is replaced by `backup` (an old one, say), and it starts again. */
+  async restore(backup: ReadonlyArray<[string, string]>): Promise<void> {
+    this.crash();
+    await this.disk.clear({});
+    this.disk.apply(backup.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    await this.restart();
+  }
+
   pause(): void {
     if (this.state === 'up') this.state = 'paused';
   }
