@@ -19,6 +19,10 @@
  *   or after the ring changed) pushes it to the list and then drops its copy.
  * - Reads and subscriptions on a node outside the list are served from a local copy, caught up
  *   from a replica before each read and followed live while subscribed.
+ * - History collection: the vectors peers report tell which records are causally stable across a
+ *   partition's replicas (`stableVector`, stability.ts): the only ones a replica collects. A copy
+ *   behind what a peer collected gets the records left with the peer's floor (gaps below it were
+ *   collected), or is rebuilt from the peer when it holds part of the collected history.
  *
  * Time and the network are injected (transport.ts): the deterministic simulation runs this very
  * code on virtual time.
