@@ -166,7 +166,8 @@ export class Engine {
     for (const id of await this.partitionIds()) {
       const partition = await this.partitionById(id);
       const vector = this.ctx.keepClearedLog === true ? stable?.(id) : undefined;
-      if (this.ctx.keepClearedLog === true && vector === undefined) continue;
+      // Nothing stable yet: nothing a pass could remove.
+      if (this.ctx.keepClearedLog === true && (vector === undefined || Object.keys(vector).length === 0)) continue;
       for (;;) {
         if (this.closing) return { ...total, done: false };
         if (total.scanned >= budget) return { ...total, done: false };

@@ -761,14 +761,15 @@ export class Partition {
         result.scanned++;
         next = pos + 1;
         if (removed.has(pos) || seqOf(stable, entry.origin) < entry.seq) continue;
-        if (ccidExpired(entry.hlc, now, policy.ccidWindowMs)) {
+        const expired = ccidExpired(entry.hlc, now, policy.ccidWindowMs);
+        if (expired) {
           const indexed = await this.store.get<ChangeEntry>(this.layout.ccid(entry.ccid));
           if (indexed !== undefined && indexed.origin === entry.origin && indexed.seq === entry.seq) {
             ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
             result.ccids++;
           }
         }
-        if (entry.at > threshold) continue;
+        if (entry.at > threshold || !expired) continue;
         const ref = recordRef(entry.origin, entry.seq);
         const key = entry.key;
         const state = key === null ? undefined : states.has(key) ? states.get(key) : await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
