@@ -889,9 +889,9 @@ export class Partition {
     return out;
   }
 
-  /** The floors this copy holds records below (it collected, or took a collected copy's records). */
+  /** The floors of peers this copy took records from with gaps (`PartitionMeta.taken`). */
   async takenFloor(): Promise<VersionVector> {
-    return (await this.durableMeta()).floor ?? emptyVector;
+    return (await this.durableMeta()).taken ?? emptyVector;
   }
 
   /**
@@ -901,9 +901,14 @@ export class Partition {
    */
   private async takeFloor(floor: VersionVector): Promise<void> {
     const meta = await this.meta();
-    if (meta.floor !== undefined && dominates(meta.floor, floor)) return;
-    const next: PartitionMeta = { ...meta, floor: merge(meta.floor ?? emptyVector, floor), cursorVector: merge(meta.cursorVector ?? emptyVector, floor) };
-    // Below it, this copy now holds only records taken from copies that collected (needsRebuild).
+    if (meta.taken !== undefined && dominates(meta.taken, floor)) return;
+    const next: PartitionMeta = {
+      ...meta,
+      floor: merge(meta.floor ?? emptyVector, floor),
+      // Below it, this copy now holds only what copies that collected kept (needsRebuild).
+      taken: merge(meta.taken ?? emptyVector, floor),
+      cursorVector: merge(meta.cursorVector ?? emptyVector, floor),
+    };
     this.stage([{ type: 'put', key: this.layout.meta, value: next }]);
   }
 
@@ -1106,7 +1111,7 @@ export class Partition {
         // sender holds beyond what this copy holds (`since`): not from one computed for less.
         if (since === undefined || !dominates(this.changeVector, since)) return this.lastStaged;
         // A copy holding part of what the sender collected must be rebuilt (Cluster.rebuild).
-        if (needsRebuild(this.changeVector, floor, (await this.meta()).floor)) return this.lastStaged;
+        if (needsRebuild(this.changeVector, floor, (await this.meta()).taken)) return this.lastStaged;
         await this.takeFloor(floor);
       }
       for (const record of records) await this.applyChangeRecord(record, options.compacted === true, floor);

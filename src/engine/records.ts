@@ -109,6 +109,11 @@ export interface PartitionMeta {
    * vector does not cover it gets the records with this floor and skips the gaps below it.
    */
   floor?: VersionVector;
+  /**
+   * Floors of peers this copy took records from with gaps (whether or not the transfer finished):
+   * below them it holds only what those peers kept (replica-history.ts `needsRebuild`).
+   */
+  taken?: VersionVector;
   /** A floor this copy took over from a peer: part of its version vector (the log has gaps). */
   adopted?: VersionVector;
   /**

@@ -10,7 +10,7 @@
  *   other record of the key, so every record is on that chain or an ancestor of S, and the state
  *   after S is S's own data; S being stable, every later record descends from S too. Replaying
  *   from S onwards gives what replaying everything gives, except the version (a count of records):
- *   a record made on collected records counts at least what its origin counted
+ *   where history was collected, a record counts at least what its origin counted
  *   (`collectedBase`), which includes them, since its origin held all its ancestors.
  * - *Tombstone*: a stable DELETE that is a head: it goes with its ancestors, its entity and its
  *   versions. A replica that already dropped it may later accept a new record of the key made
@@ -109,15 +109,17 @@ export function ancestorsOf(ref: string, records: ReadonlyArray<{ ref: string; d
 }
 
 /**
- * The version before a record made on records collected here (a parent covered by the collection
- * `floor`, not cleared by an EMPTY's `cut`): its origin's version minus one, since its origin
- * counted them; undefined otherwise (no parents, or parents that count for nothing everywhere).
+ * The version before a record, as its origin counted, on a copy where history was collected
+ * (a collection `floor`): replaying what is left then counts the collected records too, which its
+ * origin held when it made the record. Undefined without a floor, for a record made on nothing,
+ * and for one made only on records an EMPTY's `cut` cleared (counting restarts after an EMPTY).
+ * Without collection the origin's count is never above the replay's, so this changes nothing.
  */
 export function collectedBase(record: { deps?: readonly string[]; version: number | null }, floor: VersionVector | undefined, cut: VersionVector | undefined): number | undefined {
   const deps = record.deps ?? [];
-  if (floor === undefined || record.version === null) return undefined;
-  const collected = deps.some((dep) => refCovered(floor, dep) && (cut === undefined || !refCovered(cut, dep)));
-  return collected ? record.version - 1 : undefined;
+  if (floor === undefined || record.version === null || deps.length === 0) return undefined;
+  if (cut !== undefined && deps.every((dep) => refCovered(cut, dep))) return undefined;
+  return record.version - 1;
 }
 
 /**
