@@ -32,14 +32,14 @@ import type { Caller, ChangeInput, Partition, PushEventsOutcome } from '../engin
 import type { BucketConfig, ChangeOutcome, ChangeRecord, EventRecord } from '../engine/records.js';
 import type { EventInput } from '../model/event.js';
 import { ErrorCode, SyncError, isSyncError } from '../model/errors.js';
+import { needsRebuild } from '../model/replica-history.js';
 import { dominates, emptyVector, seqOf, type VersionVector } from '../model/version-vector.js';
 import type { ReplicatedDirectoryStore } from './directory-log.js';
 import { Membership } from './membership.js';
 import { isPeerRequest, type CallerSpec, type MemberList, type PeerRequest, type PeerResponse, type Vectors } from './protocol.js';
 import { Ring } from './ring.js';
-import { advanceStability, initialStability, type Stability } from './stability.js';
-import { needsRebuild } from '../model/replica-history.js';
 import type { Router } from './router.js';
+import { advanceStability, initialStability, type Stability } from './stability.js';
 import type { PeerTransport, Timers } from './transport.js';
 
 export interface ClusterOptions {
@@ -381,10 +381,10 @@ export class Cluster implements Router {
   }
 
   private async coordinateChanges(initial: Partition, inputs: readonly ChangeInput[], clientId: string | null, spec: CallerSpec): Promise<ChangeOutcome[]> {
-    let partition = initial;
     const denied = new Set(spec.denied);
     const caller: Caller = { admin: spec.admin, mayChange: (key) => (key === null ? spec.mayClear : !denied.has(key)) };
-    partition = await this.catchUp(partition);
+    // Catching up may rebuild the copy (behind a peer's collected history): go on with the new one.
+    const partition = await this.catchUp(initial);
     const before = partition.vectorOf('changes');
     const outcomes = await partition.submitChanges(inputs, clientId, caller);
     // Duplicates too: the first attempt may have stopped short of W copies.
@@ -399,9 +399,8 @@ export class Cluster implements Router {
     author: string | null,
     refused: readonly string[],
   ): Promise<PushEventsOutcome> {
-    let partition = initial;
     const no = new Set(refused);
-    partition = await this.catchUp(partition);
+    const partition = await this.catchUp(initial);
     const before = partition.vectorOf('events');
     const outcome = await partition.pushEvents(inputs, since, author, no.size === 0 ? undefined : (event) => !no.has(event.uuid));
     if (outcome.accepted.length > 0) await this.replicate(partition, 'events', partition.vectorOf('events'), before);
@@ -615,13 +614,15 @@ export class Cluster implements Router {
   }
 
   /** Long-polls a replica while this node has subscribers of a partition it does not replicate. */
-  private async followLoop(partition: Partition): Promise<void> {
+  private async followLoop(initial: Partition): Promise<void> {
+    let partition = initial;
     const id = partition.partition;
     while (!this.stopped && (this.cached.get(id)?.followers ?? 0) > 0 && !this.isReplica(id)) {
       const node = this.preferenceList(id).find((n) => n !== this.nodeId && this.membership.isUp(n));
       try {
         if (node === undefined) throw new Error('no replica reachable');
-        await this.pull(node, partition, 10_000);
+        // A copy rebuilt behind a replica's collected history is a new one (its followers ended).
+        partition = await this.pull(node, partition, 10_000);
       } catch {
         if (node !== undefined) this.membership.failed(node);
         await this.sleep(this.options.heartbeatMs);
@@ -636,7 +637,6 @@ export class Cluster implements Router {
     else entry.lastUse = this.clock.now();
   }
 
-  /** Pulls from `node` until this copy holds everything it has; `waitMs` lets it wait for news first. */
   /**
    * Pulls from `node` until this copy holds everything it has; `waitMs` lets it wait for news
    * first. Answers the copy, which is a new one when it had to be rebuilt (`rebuild`).
