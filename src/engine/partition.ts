@@ -744,10 +744,18 @@ export class Partition {
       // The log's head is looked at too, but only its entity may go (below): the head stays, so
       // that positions and the vector read from it at open are never reused.
       const page = from > last ? [] : await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last + 1), limit: budget });
-      const floor = merge(meta.floor ?? emptyVector, stable);
       const isStable = (ref: string) => refCovered(stable, ref);
       const ops: StagedOp[] = [];
       const removed = new Set<number>();
+      // The floor: what is collected here lies below it (and what lies below it and is not here
+      // was collected). Only as high as what was removed, so that a peer missing only records
+      // that are still here is sent them as usual.
+      let floor = meta.floor ?? emptyVector;
+      const remove = (at: number, e: ChangeEntry) => {
+        ops.push({ type: 'del', key: this.layout.change(at) });
+        removed.add(at);
+        floor = advance(floor, e.origin, e.seq);
+      };
       // Entities this pass changed (a removed tombstone, a replayed key), by key.
       const states = new Map<string, EntityState | undefined>();
       // Per key: its checkpoint chain (model/replica-history.ts), and its log entries when a
@@ -785,8 +793,7 @@ export class Partition {
         const head = pos === last;
         if (verdict === 'superseded' || verdict === 'cleared') {
           if (head) continue;
-          ops.push({ type: 'del', key: dbKey });
-          removed.add(pos);
+          remove(pos, entry);
           result[verdict]++;
           // A deletion whose entity went while it was the log's head: a reader who has not seen it
           // would never learn of it.
@@ -815,24 +822,21 @@ export class Partition {
           ops.push({ type: 'del', key: this.layout.entity(meta.gen, entityKey) });
           states.set(entityKey, undefined);
           if (head) continue;
-          ops.push({ type: 'del', key: dbKey });
-          removed.add(pos);
+          remove(pos, entry);
           cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
           continue;
         }
         cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
-        const left: KeyRecord[] = [];
-        let lastLeft: { pos: number; entry: ChangeEntry } | undefined;
+        const kept: Array<{ pos: number; entry: ChangeEntry }> = [];
         for (const { pos: at, entry: e } of records) {
-          if (!gone.has(recordRef(e.origin, e.seq))) {
-            left.push(keyRecordOf(e, { ...meta, floor }));
-            lastLeft = { pos: at, entry: e };
-          } else if (!removed.has(at)) {
-            ops.push({ type: 'del', key: this.layout.change(at) });
-            removed.add(at);
+          if (!gone.has(recordRef(e.origin, e.seq))) kept.push({ pos: at, entry: e });
+          else if (!removed.has(at)) {
+            remove(at, e);
             if (at !== pos) result.superseded++;
           }
         }
+        const left = kept.map(({ entry: e }) => keyRecordOf(e, { ...meta, floor }));
+        const lastLeft = kept.at(-1);
         const after = replayKey(left);
         const replayed: EntityState = {
           version: after.version,
@@ -861,7 +865,7 @@ export class Partition {
       result.done = reachedEnd;
       if (ops.length === 0) return undefined;
       if (removed.size > 0 || states.size > 0) {
-        ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, floor, ...(cursorVector === undefined ? {} : { cursorVector }) } satisfies PartitionMeta });
+        ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, ...(removed.size > 0 ? { floor } : {}), ...(cursorVector === undefined ? {} : { cursorVector }) } satisfies PartitionMeta });
       }
       this.stage(ops);
       return this.lastStaged;

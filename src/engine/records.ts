@@ -104,9 +104,10 @@ export interface PartitionMeta {
    */
   cursorFloor?: number;
   /**
-   * A replica in a cluster (Partition.collectReplicated): records this vector covers that are not
-   * in the log were collected (here, or on the replica this copy was filled from). A peer whose
-   * vector does not cover it gets the records with this floor and skips the gaps below it.
+   * A replica in a cluster (Partition.collectReplicated): per origin, the highest record collected
+   * here or on a copy this one was filled from; records it covers that are not in the log were
+   * collected. A peer whose vector does not cover it gets the records with this floor and skips the
+   * gaps below it. Its presence also means versions count collected records (converge.ts `base`).
    */
   floor?: VersionVector;
   /**

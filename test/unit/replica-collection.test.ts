@@ -155,6 +155,27 @@ describe('history collection on a cluster replica', () => {
     expect(await b.digest()).toEqual(await a.digest());
   });
 
+  it('removes what an EMPTY cleared once stable, keeping the EMPTY itself', async () => {
+    const { clock, a, b, write } = await setup();
+    await write(a, 'x', 'MODIFY', { v: 1 });
+    await write(a, 'y', 'MODIFY', { v: 1 });
+    const [empty] = await a.submitChanges([{ ccid: 'e0', op: 'EMPTY' }], null, admin);
+    expect(empty!.error).toBeNull();
+    await write(a, 'z', 'MODIFY', { v: 1 });
+    await pull(b, a);
+    clock.now += 2 * HOUR;
+    await write(a, 'head', 'MODIFY', {});
+    expect(await collectAll(a, clock.now)).toMatchObject({ cleared: 2, tombstones: 0 });
+    expect((await listed(a)).map((c) => c.op)).toEqual(['EMPTY', 'MODIFY', 'MODIFY']);
+    await pull(b, a);
+    expect(await b.digest()).toEqual(await a.digest());
+    // A copy filled from a now: the EMPTY, then what followed it.
+    const c = await openReplica('c', clock);
+    await pull(c, a);
+    expect(await c.digest()).toEqual(await a.digest());
+    expect(c.vectorOf('changes')).toEqual(a.vectorOf('changes'));
+  });
+
   it('expires a cursor from before a collected deletion, on the replica and on a copy filled from it', async () => {
     const { clock, a, b, write } = await setup();
     await write(a, 'x', 'MODIFY', { v: 1 });
