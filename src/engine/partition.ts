@@ -720,10 +720,11 @@ export class Partition {
    * History collection on a replica of a cluster, by the rules of model/replica-history.ts: only
    * records `stable` covers (every replica holds them, and nothing concurrent with them can still
    * arrive: replication/stability.ts) and older than the horizon and the ccid window go. A record
-   * kept now may go at a later pass (its entity gets a stable single head), so each round sweeps
+   * kept now may go at a later pass (its entity gets a stable checkpoint), so each round sweeps
    * the whole log (which collection keeps near one record per live entity), `budget` records per
    * pass, in the write section. What goes raises the partition's `floor`: a peer whose vector does
    * not reach it is sent what is left, with the floor, instead of a dense log (`recordsSince`).
+   * Counted like a single node's passes (`HistoryCollected`, the history metric).
    */
   private async collectReplicated(
     now: number,
@@ -850,6 +851,7 @@ export class Partition {
           { type: 'put', key: this.layout.version(meta.gen, entityKey, replayed.version), value: replayed, cache: false },
         );
         states.set(entityKey, replayed);
+        chains.delete(entityKey);
         // A reader gets the entity as it is now from its last entry (as after an EMPTY).
         if (lastLeft !== undefined) {
           const { local: _local, ...own } = lastLeft.entry;
