@@ -120,7 +120,9 @@ export interface NodeOptions {
   /**
    * How long history is kept (engine/partition.ts collectHistory): superseded change records and
    * tombstones older than `horizonSeconds` are collected, a ccid is remembered at least
-   * `ccidWindowSeconds`; a round runs every `intervalSeconds`. A cluster keeps its history.
+   * `ccidWindowSeconds`; a round runs every `intervalSeconds`. In a cluster only records stable
+   * across the replicas are collected (README "Retention and history collection"), and every node
+   * must use the same `ccidWindowSeconds`.
    * @default 30 days, 30 days, every 60 s
    */
   history?: Partial<HistoryOptions>;

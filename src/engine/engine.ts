@@ -8,6 +8,7 @@ import { epochKey, nodeIdKey, PartitionLayout, registry } from '../storage/layou
 import { StagedStore, type StagedOp, type StagedStoreOptions } from '../storage/staged-store.js';
 import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { HybridClock } from './hlc.js';
+import type { VersionVector } from '../model/version-vector.js';
 import { Partition, partitionId, type EngineContext, type HistoryCollected } from './partition.js';
 
 /** One instance of a bucket: the app's own (owner null), or a user's private one. */
@@ -179,17 +180,25 @@ export class Engine {
    * at most 1000 records so that writes interleave, until every partition is done or `budget`
    * records were looked at. The default has no bound: a round must keep up with any write rate
    * (a node taking 5,000 changes/s has 300,000 records a minute to look at).
+   *
+   * A replica in a cluster collects a partition only given `stable(id)`: the records that are
+   * causally stable across its replicas (replication/stability.ts); undefined skips it.
    */
-  async collectHistory(now: number, budget = Number.POSITIVE_INFINITY): Promise<HistoryCollected> {
-    const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, ccids: 0, done: true };
+  async collectHistory(now: number, budget = Number.POSITIVE_INFINITY, stable?: (id: string) => VersionVector | undefined): Promise<HistoryCollected> {
+    const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, cleared: 0, ccids: 0, done: true };
     for (const id of await this.partitionIds()) {
+      const partition = await this.partitionById(id);
+      const vector = this.ctx.keepClearedLog === true ? stable?.(id) : undefined;
+      // Nothing stable yet: nothing a pass could remove.
+      if (this.ctx.keepClearedLog === true && (vector === undefined || Object.keys(vector).length === 0)) continue;
       for (;;) {
         if (this.closing) return { ...total, done: false };
         if (total.scanned >= budget) return { ...total, done: false };
-        const pass = await (await this.partitionById(id)).collectHistory(now, Math.min(1000, budget - total.scanned));
+        const pass = await partition.collectHistory(now, Math.min(1000, budget - total.scanned), vector);
         total.scanned += pass.scanned;
         total.superseded += pass.superseded;
         total.tombstones += pass.tombstones;
+        total.cleared += pass.cleared;
         total.ccids += pass.ccids;
         if (pass.done) break;
       }

@@ -36,6 +36,7 @@ import {
   type Ordered,
 } from '../model/converge.js';
 import type { HybridClock } from './hlc.js';
+import { ccidExpired, checkpointChain, collectedBase, isRetryAfterWindow, needsRebuild, parseRef, refCovered, replicaVerdict, tombstoneGoes } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
 import type { StagedOp, StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
@@ -82,10 +83,14 @@ export interface EngineContext {
 
 /** What one pass of history collection did. */
 export interface HistoryCollected {
-  /** Change records looked at, superseded ones removed, tombstones removed, ccids forgotten. */
+  /**
+   * Change records looked at, superseded ones removed, tombstones removed, records an EMPTY/DROP
+   * had cleared removed (a cluster's replicas), ccids forgotten.
+   */
   scanned: number;
   superseded: number;
   tombstones: number;
+  cleared: number;
   ccids: number;
   /** False when the pass stopped at its budget with old history left. */
   done: boolean;
@@ -234,7 +239,8 @@ export class Partition {
       // emptier than its start.
       changePos: Math.max(lastChange?.pos ?? 0, meta.changeLogStart - 1),
       eventPos: lastEvent?.pos ?? 0,
-      changeVector: lastChange === undefined ? emptyVector : entryVector(lastChange.entry),
+      // A floor taken over from a peer covers records this log never held (collected there).
+      changeVector: merge(lastChange === undefined ? emptyVector : entryVector(lastChange.entry), meta.adopted ?? emptyVector),
       eventVector: lastEvent === undefined ? emptyVector : entryVector(lastEvent.entry),
     };
     const listed = (await store.get(registry.bucket(app, bucket, owner), { durable: true })) !== undefined;
@@ -734,13 +740,15 @@ export class Partition {
    * (the log's head: positions and sequence numbers are never reused). At most `budget` records are
    * looked at, in the write section (so no write of the same entity interleaves).
    *
-   * A replica in a cluster keeps its history (`keepClearedLog`): other replicas may still need it.
+   * A replica in a cluster (`keepClearedLog`) collects by other rules ({@link collectReplicated}),
+   * and only given `stable`, the records that are causally stable across the replicas.
    */
-  async collectHistory(now: number, budget = 1000): Promise<HistoryCollected> {
-    const result: HistoryCollected = { scanned: 0, superseded: this.supersededOnWrite, tombstones: 0, ccids: 0, done: true };
+  async collectHistory(now: number, budget = 1000, stable?: VersionVector): Promise<HistoryCollected> {
+    const result: HistoryCollected = { scanned: 0, superseded: this.supersededOnWrite, tombstones: 0, cleared: 0, ccids: 0, done: true };
     this.supersededOnWrite = 0;
     const policy = this.ctx.history;
-    if (policy === undefined || this.ctx.keepClearedLog === true || this.retired) return result;
+    if (policy === undefined || this.retired) return result;
+    if (this.ctx.keepClearedLog === true) return stable === undefined ? result : this.collectReplicated(now, budget, stable, policy, result);
     const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
     const barrier = await this.exclusive(async () => {
       const meta = await this.meta();
@@ -781,6 +789,226 @@ export class Partition {
     });
     await barrier;
     return result;
+  }
+
+  /** Where the next pass over a replica's log starts: passes sweep the whole log, round after round. */
+  private sweepFrom = 0;
+
+  /**
+   * History collection on a replica of a cluster, by the rules of model/replica-history.ts: only
+   * records `stable` covers (every replica holds them, and nothing concurrent with them can still
+   * arrive: replication/stability.ts) and older than the horizon and the ccid window go. A record
+   * kept now may go at a later pass (its entity gets a stable checkpoint), so each round sweeps
+   * the whole log (which collection keeps near one record per live entity), `budget` records per
+   * pass, in the write section. What goes raises the partition's `floor`: a peer whose vector does
+   * not reach it is sent what is left, with the floor, instead of a dense log (`recordsSince`).
+   * Counted like a single node's passes (`HistoryCollected`, the history metric).
+   */
+  private async collectReplicated(
+    now: number,
+    budget: number,
+    stable: VersionVector,
+    policy: { horizonMs: number; ccidWindowMs: number },
+    result: HistoryCollected,
+  ): Promise<HistoryCollected> {
+    // Records are dropped only once their ccid is forgotten too: a copy filled from this one
+    // learns the ccids of the records it receives, never of those it does not.
+    const threshold = now - Math.max(policy.horizonMs, policy.ccidWindowMs);
+    const barrier = await this.exclusive(async () => {
+      // Range reads see durable data only: let what is staged land first.
+      await this.lastStaged;
+      const meta = await this.meta();
+      const from = Math.max(this.sweepFrom, meta.changeLogStart, 1);
+      const last = this.durableChangePos;
+      // The log's head is looked at too, but only its entity may go (below): the head stays, so
+      // that positions and the vector read from it at open are never reused.
+      const page = from > last ? [] : await this.store.page<ChangeEntry>({ ...this.layout.changesFrom(from), lt: this.layout.change(last + 1), limit: budget });
+      const isStable = (ref: string) => refCovered(stable, ref);
+      const ops: StagedOp[] = [];
+      const removed = new Set<number>();
+      // The floor: what is collected here lies below it (and what lies below it and is not here
+      // was collected). Only as high as what was removed, so that a peer missing only records
+      // that are still here is sent them as usual.
+      let floor = meta.floor ?? emptyVector;
+      const remove = (at: number, e: ChangeEntry) => {
+        ops.push({ type: 'del', key: this.layout.change(at) });
+        removed.add(at);
+        floor = advance(floor, e.origin, e.seq);
+      };
+      // Entities this pass changed (a removed tombstone, a replayed key), by key.
+      const states = new Map<string, EntityState | undefined>();
+      // Per key: its checkpoint chain (model/replica-history.ts), and its log entries when a
+      // tombstone needs them, looked up once per pass.
+      const chains = new Map<string, Set<string> | undefined>();
+      const entries = new Map<string, Array<{ pos: number; entry: ChangeEntry }>>();
+      let cursorVector = meta.cursorVector;
+      let next = from;
+      for (const [dbKey, entry] of page) {
+        const pos = PartitionLayout.seqOfKey(dbKey);
+        result.scanned++;
+        next = pos + 1;
+        if (removed.has(pos) || seqOf(stable, entry.origin) < entry.seq) continue;
+        const expired = ccidExpired(entry.hlc, now, policy.ccidWindowMs);
+        if (expired) {
+          // The index holds the record, or its position (kept from before this node joined a cluster).
+          const indexed = await this.store.get<ChangeEntry | number>(this.layout.ccid(entry.ccid));
+          if (typeof indexed === 'number' ? indexed === pos : indexed !== undefined && indexed.origin === entry.origin && indexed.seq === entry.seq) {
+            ops.push({ type: 'del', key: this.layout.ccid(entry.ccid) });
+            result.ccids++;
+          }
+        }
+        if (entry.at > threshold || !expired) continue;
+        const ref = recordRef(entry.origin, entry.seq);
+        const key = entry.key;
+        const state = key === null ? undefined : states.has(key) ? states.get(key) : await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
+        const cleared = meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq;
+        let chain: Set<string> | undefined;
+        const heads: readonly string[] = state?.heads ?? [];
+        if (key !== null && heads.length === 1 && !heads.includes(ref)) {
+          if (!chains.has(key)) chains.set(key, await checkpointChain(heads[0]!, isStable, (at) => this.parentsOf(at)));
+          chain = chains.get(key);
+        }
+        const verdict = replicaVerdict({ ref, key, op: entry.op, superseded: entry.superseded === true, cleared }, state === undefined ? undefined : { heads, chain });
+        if (verdict === 'keep') continue;
+        const head = pos === last;
+        if (verdict === 'superseded' || verdict === 'cleared') {
+          if (head) continue;
+          remove(pos, entry);
+          result[verdict]++;
+          // A deletion whose entity went while it was the log's head: a reader who has not seen it
+          // would never learn of it.
+          if (entry.op === 'DELETE' && state === undefined) cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
+          continue;
+        }
+        // A tombstone: it goes with its ancestors, and its entity with it unless other records
+        // (made on it, or on nothing where it was already collected) keep it alive.
+        const entityKey = key!;
+        const single = heads.length === 1 && heads[0] === ref;
+        let records: Array<{ pos: number; entry: ChangeEntry }> = [];
+        let gone: Set<string> | undefined;
+        if (!single) {
+          if (!entries.has(entityKey)) entries.set(entityKey, await this.keyEntries(meta, entityKey));
+          records = entries.get(entityKey)!.filter(({ pos: at }) => !removed.has(at));
+          gone = tombstoneGoes(
+            { ref, hlc: entry.hlc, origin: entry.origin },
+            records.map(({ entry: e }) => ({ ref: recordRef(e.origin, e.seq), hlc: e.hlc, origin: e.origin, deps: e.deps ?? [] })),
+          );
+          // The log's head stays (above): then the tombstone waits for a later pass.
+          if (gone === undefined || records.some(({ pos: at, entry: e }) => at === last && gone!.has(recordRef(e.origin, e.seq)))) continue;
+        }
+        result.tombstones++;
+        for await (const [versionKey] of this.store.entries(this.layout.versions(meta.gen, entityKey))) ops.push({ type: 'del', key: versionKey });
+        if (gone === undefined) {
+          ops.push({ type: 'del', key: this.layout.entity(meta.gen, entityKey) });
+          states.set(entityKey, undefined);
+          if (head) continue;
+          remove(pos, entry);
+          cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
+          continue;
+        }
+        cursorVector = advance(cursorVector ?? emptyVector, entry.origin, entry.seq);
+        const kept: Array<{ pos: number; entry: ChangeEntry }> = [];
+        for (const { pos: at, entry: e } of records) {
+          if (!gone.has(recordRef(e.origin, e.seq))) kept.push({ pos: at, entry: e });
+          else if (!removed.has(at)) {
+            remove(at, e);
+            if (at !== pos) result.superseded++;
+          }
+        }
+        const left = kept.map(({ entry: e }) => keyRecordOf(e, { ...meta, floor }));
+        const lastLeft = kept.at(-1);
+        const after = replayKey(left);
+        const replayed: EntityState = {
+          version: after.version,
+          data: after.data,
+          deleted: after.data === null,
+          heads: after.heads,
+          ...(after.last === null ? {} : { hlc: after.last.hlc, origin: after.last.origin }),
+        };
+        ops.push(
+          { type: 'put', key: this.layout.entity(meta.gen, entityKey), value: replayed },
+          { type: 'put', key: this.layout.version(meta.gen, entityKey, replayed.version), value: replayed },
+        );
+        states.set(entityKey, replayed);
+        chains.delete(entityKey);
+        // A reader gets the entity as it is now from its last entry (as after an EMPTY).
+        if (lastLeft !== undefined) {
+          const { local: _local, ...own } = lastLeft.entry;
+          const entry: ChangeEntry = own;
+          if (own.version !== replayed.version || !sameJson(own.data, replayed.data) || (own.op === 'DELETE') !== replayed.deleted) {
+            entry.local = { op: replayed.deleted ? 'DELETE' : 'MODIFY', version: replayed.version, data: replayed.data, diff: replayed.data === null ? null : diffObjects({}, replayed.data) };
+          }
+          ops.push({ type: 'put', key: this.layout.change(lastLeft.pos), value: entry });
+        }
+      }
+      const reachedEnd = page.length < budget;
+      this.sweepFrom = reachedEnd ? 0 : next;
+      result.done = reachedEnd;
+      if (ops.length === 0) return undefined;
+      if (removed.size > 0 || states.size > 0) {
+        ops.push({ type: 'put', key: this.layout.meta, value: { ...meta, ...(removed.size > 0 ? { floor } : {}), ...(cursorVector === undefined ? {} : { cursorVector }) } satisfies PartitionMeta });
+      }
+      this.stage(ops);
+      return this.lastStaged;
+    });
+    await barrier;
+    return result;
+  }
+
+  /** The parents of record `ref` (undefined: not in this log). */
+  private async parentsOf(ref: string): Promise<readonly string[] | undefined> {
+    const { origin, seq } = parseRef(ref);
+    const pos = await this.positionOf(origin, seq);
+    if (pos === undefined) return undefined;
+    return (await this.store.get<ChangeEntry>(this.layout.change(pos), { durable: true }))?.deps ?? [];
+  }
+
+  /** The log entries of `key` that count (not superseded, not cleared), with their positions. */
+  private async keyEntries(meta: PartitionMeta, key: string): Promise<Array<{ pos: number; entry: ChangeEntry }>> {
+    const out: Array<{ pos: number; entry: ChangeEntry }> = [];
+    for await (const [dbKey, entry] of this.store.entries<ChangeEntry>(this.layout.changesFrom(meta.changeLogStart))) {
+      if (entry.key !== key || entry.superseded === true) continue;
+      if (meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq) continue;
+      out.push({ pos: PartitionLayout.seqOfKey(dbKey), entry });
+    }
+    return out;
+  }
+
+  /** The floors of peers this copy took records from with gaps (`PartitionMeta.taken`). */
+  async takenFloor(): Promise<VersionVector> {
+    return (await this.durableMeta()).taken ?? emptyVector;
+  }
+
+  /**
+   * Records from a copy that collected history are coming (`floor`): what it covers counts as
+   * collected here too (a record whose parents are missing keeps its origin's version), and a
+   * cursor that does not reach it has expired (its reader may have missed a collected deletion).
+   */
+  private async takeFloor(floor: VersionVector): Promise<void> {
+    const meta = await this.meta();
+    if (meta.taken !== undefined && dominates(meta.taken, floor)) return;
+    const next: PartitionMeta = {
+      ...meta,
+      floor: merge(meta.floor ?? emptyVector, floor),
+      // Below it, this copy now holds only what copies that collected kept (needsRebuild).
+      taken: merge(meta.taken ?? emptyVector, floor),
+      cursorVector: merge(meta.cursorVector ?? emptyVector, floor),
+    };
+    this.stage([{ type: 'put', key: this.layout.meta, value: next }]);
+  }
+
+  /**
+   * The sender has sent everything it holds below its `floor`: the rest below it was collected
+   * there and never comes, so this copy's vector takes the floor in (and keeps it across restarts).
+   */
+  private async adoptFloor(floor: VersionVector): Promise<void> {
+    const vector = merge(this.changeVector, floor);
+    if (dominates(this.changeVector, vector)) return;
+    this.changeVector = vector;
+    const meta = await this.meta();
+    this.stage([{ type: 'put', key: this.layout.meta, value: { ...meta, adopted: merge(meta.adopted ?? emptyVector, floor) } satisfies PartitionMeta }], () => {
+      this.durableChangeVector = vector;
+    });
   }
 
   // ---------------------------------------------------------------- reads (durable state only)
@@ -825,6 +1053,10 @@ export class Partition {
     const head = stream === 'changes' ? this.durableChangeVector : this.durableEventVector;
     // Other replicas may be ahead of this one, but nobody knows more of our own records than we do.
     if (seqOf(vector, self) > seqOf(head, self)) throw new SyncError(ErrorCode.INVALID_CURSOR, 'cursor is ahead of this bucket');
+    const expiry = stream === 'changes' ? (await this.durableMeta()).cursorVector : undefined;
+    if (expiry !== undefined && !dominates(vector, expiry)) {
+      throw new SyncError(ErrorCode.INVALID_CURSOR, 'changes after this cursor are no longer in the history (the history horizon): read again from the start (since: null)');
+    }
     if (onlyOrigin(head, self) && onlyOrigin(vector, self)) {
       const fromPos = seqOf(vector, self) + 1;
       if (stream === 'changes' && fromPos < ((await this.durableMeta()).cursorFloor ?? 1)) {
@@ -951,27 +1183,48 @@ export class Partition {
    * is skipped too, and the sender resends from the vector this answers with, once durable.
    * The resulting entities are those of model/converge.ts, whatever the order of arrival.
    */
-  async applyChanges(records: readonly ChangeRecord[], options: { compacted?: boolean } = {}): Promise<VersionVector> {
+  async applyChanges(
+    records: readonly ChangeRecord[],
+    options: { compacted?: boolean; floor?: VersionVector; since?: VersionVector; complete?: boolean } = {},
+  ): Promise<VersionVector> {
     for (const record of records) checkRecord(record);
+    const floor = options.floor !== undefined && isVector(options.floor) ? options.floor : undefined;
+    const since = options.since !== undefined && isVector(options.since) ? options.since : undefined;
     const barrier = await this.exclusive(async () => {
-      for (const record of records) await this.applyChangeRecord(record, options.compacted === true);
+      if (floor !== undefined) {
+        // Below a floor, gaps are taken as collected records only from a batch of everything the
+        // sender holds beyond what this copy holds (`since`): not from one computed for less.
+        if (since === undefined || !dominates(this.changeVector, since)) return this.lastStaged;
+        // A copy holding part of what the sender collected must be rebuilt (Cluster.rebuild).
+        if (needsRebuild(this.changeVector, floor, (await this.meta()).taken)) return this.lastStaged;
+        await this.takeFloor(floor);
+      }
+      for (const record of records) await this.applyChangeRecord(record, options.compacted === true, floor);
+      if (floor !== undefined && options.complete === true) await this.adoptFloor(floor);
       return this.lastStaged;
     });
     await barrier;
     return this.durableChangeVector;
   }
 
-  private async applyChangeRecord(record: ChangeRecord, compacted: boolean): Promise<void> {
+  private async applyChangeRecord(record: ChangeRecord, compacted: boolean, transferFloor?: VersionVector): Promise<void> {
     const have = seqOf(this.changeVector, record.origin);
     if (record.seq <= have) return;
     const clearing = record.op === 'EMPTY' || record.op === 'DROP';
-    if (clearing && !compacted) {
+    // From a copy that collected history: below its floor the gaps are collected records (they
+    // come in the sender's log order, each origin's in sequence); above it, the origin goes on
+    // from the floor.
+    const below = transferFloor === undefined ? 0 : seqOf(transferFloor, record.origin);
+    if (record.seq <= below) {
+      // accepted as it comes
+    } else if (clearing && !compacted && transferFloor === undefined) {
       // Everything an EMPTY clears comes here before it, so that every replica knows their
       // ccids (a retry of a cleared change stays a duplicate).
       if (record.seq !== have + 1 || !dominates(this.changeVector, record.cut ?? emptyVector)) return;
     } else {
       // From a log that no longer holds what the EMPTY cleared: it covers what never came.
-      const floor = clearing ? Math.max(have, seqOf(record.cut ?? emptyVector, record.origin)) : have;
+      const last = Math.max(have, below);
+      const floor = clearing ? Math.max(last, seqOf(record.cut ?? emptyVector, record.origin)) : last;
       if (record.seq !== floor + 1) return;
     }
     this.ctx.clock.observe(record.hlc);
@@ -987,7 +1240,13 @@ export class Partition {
 
     // Two records with one ccid are one change: the first in the total order.
     const existing = (await this.appliedChange(record.ccid))?.entry;
-    const rival = existing !== undefined && (existing.origin !== record.origin || existing.seq !== record.seq) ? existing : undefined;
+    const rival =
+      existing !== undefined &&
+      (existing.origin !== record.origin || existing.seq !== record.seq) &&
+      // A retry after the ccid window is a new change on every replica (model/replica-history.ts).
+      !isRetryAfterWindow(existing, record, this.ctx.keepClearedLog === true ? this.ctx.history?.ccidWindowMs : undefined)
+        ? existing
+        : undefined;
     if (rival !== undefined && compareOrder(orderOf(rival), orderOf(record)) < 0) {
       entry.superseded = true;
       this.stageEntry(pos, entry, vector, undefined);
@@ -1000,7 +1259,7 @@ export class Partition {
       await this.supersede(rival, ops);
       if (rival.key !== null && rival.key !== key) await this.rewriteKey(meta, config, rival.key, null, excluded, ops);
     }
-    const local = await this.rewriteKey(meta, config, key, keyRecordOf(record), excluded, ops);
+    const local = await this.rewriteKey(meta, config, key, keyRecordOf(record, meta), excluded, ops);
     if (local.version !== record.version || local.op !== record.op || !sameJson(local.data, record.data)) entry.local = local;
     ops.push({ type: 'put', key: this.layout.ccid(record.ccid), value: entry.local === undefined ? entry : { ...entry, local: undefined } });
     ops.push(...this.listing(true));
@@ -1055,7 +1314,7 @@ export class Partition {
     for await (const [, entry] of this.store.entries<ChangeEntry>(this.layout.changesFrom(meta.changeLogStart))) {
       if (entry.key === null || !keys.has(entry.key) || entry.superseded === true) continue;
       if (meta.cut !== undefined && seqOf(meta.cut, entry.origin) >= entry.seq) continue;
-      const record = keyRecordOf(entry);
+      const record = keyRecordOf(entry, meta);
       if (excluded.has(record.ref)) continue;
       let list = out.get(entry.key);
       if (list === undefined) out.set(entry.key, (list = []));
@@ -1168,7 +1427,7 @@ export class Partition {
       if (own.key !== null && own.superseded !== true) {
         let list = byKey.get(own.key);
         if (list === undefined) byKey.set(own.key, (list = []));
-        list.push(keyRecordOf(own));
+        list.push(keyRecordOf(own, next));
         lastOfKey.set(own.key, movedEntry);
       }
     }
@@ -1253,12 +1512,15 @@ export class Partition {
     const records: Array<ChangeRecord | EventRecord> = [];
     // Whether the peer needs records an EMPTY/DROP cleared from this log (then they are gone).
     let compacted = false;
+    // Whether it needs records history collection removed here: it skips the gaps below this.
+    let floor: VersionVector | undefined;
     if (stream === 'changes') {
       const meta = await this.durableMeta();
       if (meta.changeLogStart > 1) {
         const start = await this.store.get<ChangeEntry>(this.layout.change(meta.changeLogStart), { durable: true });
         compacted = start?.cut !== undefined && !dominates(vector, start.cut);
       }
+      if (meta.floor !== undefined && !dominates(vector, meta.floor)) floor = meta.floor;
     }
     // Batches are bounded in bytes too (a message must fit a peer link's frame limit); one record
     // always goes, and a record is at most an entity or an event's limits.
@@ -1266,13 +1528,13 @@ export class Partition {
     for await (const [, raw] of this.store.store.entries(range)) {
       const entry = JSON.parse(raw) as ChangeEntry | EventEntry;
       if (seqOf(vector, entry.origin) >= entry.seq) continue;
-      if (records.length >= limit || (records.length > 0 && bytes + raw.length > RECORDS_BYTES_MAX)) return { records, more: true, compacted };
+      if (records.length >= limit || (records.length > 0 && bytes + raw.length > RECORDS_BYTES_MAX)) return { records, more: true, compacted, ...(floor === undefined ? {} : { floor }) };
       bytes += raw.length;
       const { vv: _vv, superseded: _superseded, ...own } = entry as ChangeEntry;
       delete own.local;
       records.push(own);
     }
-    return { records, more: false, compacted };
+    return { records, more: false, compacted, ...(floor === undefined ? {} : { floor }) };
   }
 
   /**
@@ -1532,6 +1794,8 @@ export interface RecordsSince<T> {
   more: boolean;
   /** Records the peer lacks were cleared by an EMPTY/DROP here: apply with `compacted`. */
   compacted: boolean;
+  /** Records the peer lacks were collected here: apply with this `floor`. */
+  floor?: VersionVector;
 }
 
 /** Where a reader of a log resumes (`Partition.resume`). */
@@ -1588,14 +1852,18 @@ function orderOf(record: { hlc?: number; origin: string }): Ordered {
   return { hlc: record.hlc ?? 0, origin: record.origin };
 }
 
-function keyRecordOf(record: ChangeRecord): KeyRecord {
-  return {
+function keyRecordOf(record: ChangeRecord, meta?: PartitionMeta): KeyRecord {
+  const key: KeyRecord = {
     ref: recordRef(record.origin, record.seq),
     hlc: record.hlc ?? 0,
     origin: record.origin,
     deps: record.deps ?? [],
     data: record.op === 'DELETE' ? null : record.data,
   };
+  // Parents collected here (model/replica-history.ts): the record keeps its origin's count.
+  const base = collectedBase(record, meta?.floor, meta?.cut);
+  if (base !== undefined) key.base = base;
+  return key;
 }
 
 function keyStateOf(state: EntityState | undefined): KeyState {
@@ -1629,6 +1897,13 @@ function checkRecord(record: ChangeRecord): void {
     (record.op === 'EMPTY' || record.op === 'DROP' ? record.key === null : typeof record.key === 'string') &&
     (record.op !== 'MODIFY' || isJsonObject(record.data));
   if (!ok) throw invalidInput('malformed replicated record');
+}
+
+/** A version vector from a peer, checked for shape. */
+function isVector(value: unknown): value is VersionVector {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  for (const [origin, seq] of Object.entries(value)) if (!ORIGIN.test(origin) || !Number.isSafeInteger(seq) || (seq as number) < 0) return false;
+  return true;
 }
 
 /** Whether `vector` names no origin but `origin`. */

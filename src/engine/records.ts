@@ -103,6 +103,25 @@ export interface PartitionMeta {
    * would never learn of that deletion, so such a cursor has expired.
    */
   cursorFloor?: number;
+  /**
+   * A replica in a cluster (Partition.collectReplicated): per origin, the highest record collected
+   * here or on a copy this one was filled from; records it covers that are not in the log were
+   * collected. A peer whose vector does not cover it gets the records with this floor and skips the
+   * gaps below it. Its presence also means versions count collected records (converge.ts `base`).
+   */
+  floor?: VersionVector;
+  /**
+   * Floors of peers this copy took records from with gaps (whether or not the transfer finished):
+   * below them it holds only what those peers kept (replica-history.ts `needsRebuild`).
+   */
+  taken?: VersionVector;
+  /** A floor this copy took over from a peer: part of its version vector (the log has gaps). */
+  adopted?: VersionVector;
+  /**
+   * A replica in a cluster: a cursor that does not cover this vector has expired (a deletion it
+   * has not seen was collected, or the copy was filled from a peer's collected history).
+   */
+  cursorVector?: VersionVector;
 }
 
 export const initialMeta: PartitionMeta = { gen: 1, changeLogStart: 1, garbage: [] };

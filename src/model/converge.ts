@@ -44,6 +44,12 @@ export interface KeyRecord extends Ordered {
   deps: readonly string[];
   /** The state the record left at its origin: the object, or null when it deleted the entity. */
   data: JsonObject | null;
+  /**
+   * Where history was collected (model/replica-history.ts): the version before it as its origin
+   * counted. The version is a count of records; this keeps collected ones counted. Without
+   * collection it changes nothing: a record's origin never counts more than precede it.
+   */
+  base?: number;
 }
 
 export interface KeyState {
@@ -101,7 +107,9 @@ function replaySorted(sorted: readonly KeyRecord[], byRef: ReadonlyMap<string, K
     }
     for (const ref of deps) heads.delete(ref);
     heads.add(record.ref);
-    state = { data, version: state.version + 1, heads: [...heads].sort(), last: { hlc: record.hlc, origin: record.origin } };
+    // Where history was collected: at least as many records as its origin counted.
+    const before = record.base !== undefined ? Math.max(state.version, record.base) : state.version;
+    state = { data, version: before + 1, heads: [...heads].sort(), last: { hlc: record.hlc, origin: record.origin } };
   }
   return state;
 }

@@ -19,6 +19,10 @@
  *   or after the ring changed) pushes it to the list and then drops its copy.
  * - Reads and subscriptions on a node outside the list are served from a local copy, caught up
  *   from a replica before each read and followed live while subscribed.
+ * - History collection: the vectors peers report tell which records are causally stable across a
+ *   partition's replicas (`stableVector`, stability.ts): the only ones a replica collects. A copy
+ *   behind what a peer collected gets the records left with the peer's floor (gaps below it were
+ *   collected), or is rebuilt from the peer when it holds part of the collected history.
  *
  * Time and the network are injected (transport.ts): the deterministic simulation runs this very
  * code on virtual time.
@@ -28,12 +32,14 @@ import type { Caller, ChangeInput, Partition, PushEventsOutcome } from '../engin
 import type { BucketConfig, ChangeOutcome, ChangeRecord, EventRecord } from '../engine/records.js';
 import type { EventInput } from '../model/event.js';
 import { ErrorCode, SyncError, isSyncError } from '../model/errors.js';
+import { needsRebuild } from '../model/replica-history.js';
 import { dominates, emptyVector, seqOf, type VersionVector } from '../model/version-vector.js';
 import type { ReplicatedDirectoryStore } from './directory-log.js';
 import { Membership } from './membership.js';
 import { isPeerRequest, type CallerSpec, type MemberList, type PeerRequest, type PeerResponse, type Vectors } from './protocol.js';
 import { Ring } from './ring.js';
 import type { Router } from './router.js';
+import { advanceStability, initialStability, type Stability } from './stability.js';
 import type { PeerTransport, Timers } from './transport.js';
 
 export interface ClusterOptions {
@@ -125,6 +131,8 @@ export class Cluster implements Router {
   private readonly options: Resolved;
   /** What we last learned of each peer's copy: `{node}|{partition}` -> vectors. */
   private readonly peerVectors = new Map<string, Vectors>();
+  /** Per partition: which of its records are causally stable across its replicas. */
+  private readonly stability = new Map<string, Stability>();
   /** Partitions whose copy here has met a replica since this node started. */
   private readonly synced = new Set<string>();
   /** Partitions held for readers here: partition -> followers and last use. */
@@ -374,10 +382,11 @@ export class Cluster implements Router {
     return local();
   }
 
-  private async coordinateChanges(partition: Partition, inputs: readonly ChangeInput[], clientId: string | null, spec: CallerSpec): Promise<ChangeOutcome[]> {
+  private async coordinateChanges(initial: Partition, inputs: readonly ChangeInput[], clientId: string | null, spec: CallerSpec): Promise<ChangeOutcome[]> {
     const denied = new Set(spec.denied);
     const caller: Caller = { admin: spec.admin, mayChange: (key) => (key === null ? spec.mayClear : !denied.has(key)) };
-    await this.catchUp(partition);
+    // Catching up may rebuild the copy (behind a peer's collected history): go on with the new one.
+    const partition = await this.catchUp(initial);
     const before = partition.vectorOf('changes');
     const outcomes = await partition.submitChanges(inputs, clientId, caller);
     // Duplicates too: the first attempt may have stopped short of W copies.
@@ -386,14 +395,14 @@ export class Cluster implements Router {
   }
 
   private async coordinateEvents(
-    partition: Partition,
+    initial: Partition,
     inputs: readonly EventInput[],
     since: string | null,
     author: string | null,
     refused: readonly string[],
   ): Promise<PushEventsOutcome> {
     const no = new Set(refused);
-    await this.catchUp(partition);
+    const partition = await this.catchUp(initial);
     const before = partition.vectorOf('events');
     const outcome = await partition.pushEvents(inputs, since, author, no.size === 0 ? undefined : (event) => !no.has(event.uuid));
     if (outcome.accepted.length > 0) await this.replicate(partition, 'events', partition.vectorOf('events'), before);
@@ -482,6 +491,7 @@ export class Cluster implements Router {
               changes: stream === 'changes' ? (batch.records as ChangeRecord[]) : [],
               events: stream === 'events' ? (batch.records as EventRecord[]) : [],
               compacted: batch.compacted,
+              ...(batch.floor === undefined ? {} : { floor: batch.floor, since: from, complete: !batch.more }),
             },
             Math.max(1, Math.min(deadline - this.clock.now(), this.options.requestTimeoutMs)),
           );
@@ -494,8 +504,14 @@ export class Cluster implements Router {
           break;
         }
         this.remember(node, id, answer.vectors);
+        // A copy that must be rebuilt from a collected history takes nothing pushed (it pulls).
+        const stuck = batch.floor !== undefined && dominates(shipper.known, answer.vectors[stream]);
         shipper.known = answer.vectors[stream];
         shipper.answers++;
+        if (stuck) {
+          settle(() => false);
+          break;
+        }
         // Nothing left to send, yet not covered: the target names records we do not hold.
         if (batch.records.length === 0) settle((w) => (dominates(shipper.known, w.target) ? true : false));
       }
@@ -531,6 +547,7 @@ export class Cluster implements Router {
         changes: stream === 'changes' ? (batch.records as ChangeRecord[]) : [],
         events: stream === 'events' ? (batch.records as EventRecord[]) : [],
         compacted: batch.compacted,
+        ...(batch.floor === undefined ? {} : { floor: batch.floor, since: known, complete: !batch.more }),
       };
       let answer: PeerResponse;
       try {
@@ -544,6 +561,8 @@ export class Cluster implements Router {
       const next = answer.vectors[stream];
       // Nothing left to send and still not covered: the target names records we do not hold.
       if (batch.records.length === 0 && !dominates(next, target)) return false;
+      // A copy that must be rebuilt from a collected history takes nothing pushed (it pulls).
+      if (batch.floor !== undefined && dominates(known, next)) return false;
       known = next;
     }
     return false;
@@ -615,22 +634,23 @@ export class Cluster implements Router {
    * what a live one holds, so that it neither serves nor builds on an old copy; a copy held for
    * readers does so every time. Best effort: with nobody reachable it goes on with what it has.
    */
-  private async catchUp(partition: Partition): Promise<void> {
+  private async catchUp(partition: Partition): Promise<Partition> {
     const id = partition.partition;
-    if (this.synced.has(id)) return;
+    if (this.synced.has(id)) return partition;
     const list = this.preferenceList(id);
     const others = list.filter((n) => n !== this.nodeId && this.membership.isUp(n));
     // A replica serves what it holds once it has met another since it started; a copy held
     // for readers catches up from a replica at every read.
     for (const node of others) {
       try {
-        await this.pull(node, partition, 0);
+        const copy = await this.pull(node, partition, 0);
         if (this.isReplica(id)) this.synced.add(id);
-        return;
+        return copy;
       } catch {
         this.membership.failed(node);
       }
     }
+    return partition;
   }
 
   follow(partition: Partition): () => void {
@@ -650,13 +670,15 @@ export class Cluster implements Router {
   }
 
   /** Long-polls a replica while this node has subscribers of a partition it does not replicate. */
-  private async followLoop(partition: Partition): Promise<void> {
+  private async followLoop(initial: Partition): Promise<void> {
+    let partition = initial;
     const id = partition.partition;
     while (!this.stopped && (this.cached.get(id)?.followers ?? 0) > 0 && !this.isReplica(id)) {
       const node = this.preferenceList(id).find((n) => n !== this.nodeId && this.membership.isUp(n));
       try {
         if (node === undefined) throw new Error('no replica reachable');
-        await this.pull(node, partition, 10_000);
+        // A copy rebuilt behind a replica's collected history is a new one (its followers ended).
+        partition = await this.pull(node, partition, 10_000);
       } catch {
         if (node !== undefined) this.membership.failed(node);
         await this.sleep(this.options.heartbeatMs);
@@ -671,10 +693,15 @@ export class Cluster implements Router {
     else entry.lastUse = this.clock.now();
   }
 
-  /** Pulls from `node` until this copy holds everything it has; `waitMs` lets it wait for news first. */
-  private async pull(node: string, partition: Partition, waitMs: number): Promise<void> {
+  /**
+   * Pulls from `node` until this copy holds everything it has; `waitMs` lets it wait for news
+   * first. Answers the copy, which is a new one when it had to be rebuilt (`rebuild`).
+   */
+  private async pull(node: string, initial: Partition, waitMs: number): Promise<Partition> {
+    let partition = initial;
     const id = partition.partition;
     let wait = waitMs;
+    let rebuilt = false;
     for (let round = 0; round < 10_000 && !this.stopped; round++) {
       const vectors = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
       const answer = expect(
@@ -682,13 +709,65 @@ export class Cluster implements Router {
         'records',
       );
       this.remember(node, id, answer.vectors);
-      if (answer.changes.length > 0) await partition.applyChanges(answer.changes, { compacted: answer.compacted });
+      const floor = answer.floor;
+      if (floor !== undefined && needsRebuild(vectors.changes, floor, await partition.takenFloor())) {
+        const copy = rebuilt ? undefined : await this.rebuild(node, partition, answer.vectors);
+        // Not yet (the peer lacks records of this copy): the next round tries again.
+        if (copy === undefined) return partition;
+        partition = copy;
+        rebuilt = true;
+        wait = 0;
+        continue;
+      }
+      if (answer.changes.length > 0 || floor !== undefined) {
+        await partition.applyChanges(answer.changes, { compacted: answer.compacted, ...(floor === undefined ? {} : { floor, since: vectors.changes, complete: !answer.more }) });
+      }
       if (answer.events.length > 0) await partition.applyEvents(answer.events);
       const progressed =
         !dominates(vectors.changes, partition.vectorOf('changes')) || !dominates(vectors.events, partition.vectorOf('events'));
-      if (!answer.more || !progressed) return;
+      if (!answer.more || !progressed) return partition;
       wait = 0;
     }
+    return partition;
+  }
+
+  /**
+   * This copy holds part of what `node` collected, so it may hold entities whose later records
+   * (a deletion) were collected there and will never come: it is made anew from `node`'s copy.
+   * What it holds that `node` lacks goes there first, so nothing is lost; the copy's readers
+   * start over (their subscriptions end; their cursors have expired).
+   */
+  private async rebuild(node: string, partition: Partition, theirs: Vectors): Promise<Partition | undefined> {
+    const id = partition.partition;
+    const deadline = this.clock.now() + this.options.writeTimeoutMs;
+    const mine = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
+    const changes = dominates(theirs.changes, mine.changes) || (await this.ensure(node, partition, 'changes', mine.changes, theirs.changes, deadline));
+    const events = changes && (dominates(theirs.events, mine.events) || (await this.ensure(node, partition, 'events', mine.events, theirs.events, deadline)));
+    if (!events) return undefined;
+    this.logger.info({ partition: id, from: node }, "rebuilding a copy that is behind a peer's collected history");
+    await this.engine.purgeById(id);
+    this.peerVectorsForget(id);
+    this.stability.delete(id);
+    return this.engine.partitionById(id);
+  }
+
+  /**
+   * The records of `id` history collection may act on here (Partition.collectHistory): those
+   * causally stable across the partition's current replicas, as they last reported their
+   * vectors in anti-entropy (replication/stability.ts). Undefined when this node is not one of
+   * them or the copy is not open. Each call is one step of the computation.
+   */
+  stableVector(id: string): VersionVector | undefined {
+    const partition = this.engine.openedPartition(id);
+    const list = this.preferenceList(id);
+    if (partition === undefined || !list.includes(this.nodeId)) {
+      this.stability.delete(id);
+      return undefined;
+    }
+    const vectors = list.map((node) => (node === this.nodeId ? partition.vectorOf('changes') : this.peerVectors.get(`${node}|${id}`)?.changes));
+    const next = advanceStability(this.stability.get(id) ?? initialStability, list, vectors);
+    this.stability.set(id, next);
+    return next.stable;
   }
 
   // ------------------------------------------------------------------ visibility
@@ -753,7 +832,11 @@ export class Cluster implements Router {
         }
         case 'push': {
           const partition = await this.engine.partitionById(request.partition);
-          const changes = request.changes.length > 0 ? await partition.applyChanges(request.changes, { compacted: request.compacted }) : partition.vectorOf('changes');
+          const floor = request.floor === undefined ? {} : { floor: request.floor, since: request.since ?? emptyVector, complete: request.complete === true };
+          const changes =
+            request.changes.length > 0 || request.floor !== undefined
+              ? await partition.applyChanges(request.changes, { compacted: request.compacted, ...floor })
+              : partition.vectorOf('changes');
           const events = request.events.length > 0 ? await partition.applyEvents(request.events) : partition.vectorOf('events');
           return { type: 'vectors', vectors: { changes, events } };
         }
@@ -811,6 +894,7 @@ export class Cluster implements Router {
       events: events.records,
       more: changes.more || events.more,
       compacted: changes.compacted,
+      ...(changes.floor === undefined ? {} : { floor: changes.floor }),
       vectors: { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') },
     };
   }
@@ -905,12 +989,12 @@ export class Cluster implements Router {
       const theirs = answer.partitions[id];
       if (theirs === undefined) continue;
       this.remember(node, id, theirs);
-      const partition = await this.engine.partitionById(id);
+      let partition = await this.engine.partitionById(id);
       try {
         const mine = { changes: partition.vectorOf('changes'), events: partition.vectorOf('events') };
         if (!dominates(mine.changes, theirs.changes) || !dominates(mine.events, theirs.events)) {
           this.onRepair?.(node, 'pull');
-          await this.pull(node, partition, 0);
+          partition = await this.pull(node, partition, 0);
         }
         // Bucket settings: the latest, by stamp, wins everywhere.
         const config = answer.configs?.[id];

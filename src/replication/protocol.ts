@@ -38,7 +38,12 @@ export type PeerRequest =
   | { type: 'submit'; partition: string; changes: ChangeInput[]; clientId: string | null; caller: CallerSpec; requestId?: string }
   | { type: 'pushEvents'; partition: string; events: EventInput[]; since: string | null; author: string | null; refused: string[]; requestId?: string }
   | { type: 'configure'; partition: string; patch: Partial<BucketConfig>; replicate: boolean }
-  | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean }
+  /**
+   * `floor`: the sender collected history, and the receiver's vector does not reach its floor:
+   * gaps below it are collected records; `since`: the batch holds every record the sender has
+   * beyond this vector; `complete`: nothing below the floor is left to send.
+   */
+  | { type: 'push'; partition: string; changes: ChangeRecord[]; events: EventRecord[]; compacted: boolean; floor?: VersionVector; since?: VersionVector; complete?: boolean }
   | { type: 'pull'; partition: string; vectors: Vectors; limit: number; waitMs: number }
   | { type: 'vectors'; partitions: string[] }
   | { type: 'status'; partition: string }
@@ -53,7 +58,7 @@ export type PeerResponse =
   | { type: 'pushedEvents'; outcome: PushEventsOutcome }
   | { type: 'configured'; config: BucketConfig }
   | { type: 'vectors'; vectors: Vectors }
-  | { type: 'records'; changes: ChangeRecord[]; events: EventRecord[]; more: boolean; compacted: boolean; vectors: Vectors }
+  | { type: 'records'; changes: ChangeRecord[]; events: EventRecord[]; more: boolean; compacted: boolean; vectors: Vectors; floor?: VersionVector }
   | { type: 'allVectors'; partitions: Record<string, Vectors>; configs?: Record<string, BucketConfig> }
   | { type: 'status'; vectors: Vectors; digest: string; entities: number }
   | { type: 'dirVector'; vector: VersionVector }

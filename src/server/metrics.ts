@@ -99,7 +99,7 @@ export class Metrics {
     });
     this.history = new Counter({
       name: 'syncgraph_history_collected_total',
-      help: 'History collection: change records looked at (scanned), superseded records and tombstones removed, ccids forgotten',
+      help: 'History collection: change records looked at (scanned), superseded records, tombstones and records an EMPTY/DROP cleared (a cluster) removed, ccids forgotten',
       labelNames: ['kind'],
       registers,
     });
@@ -175,8 +175,8 @@ export class Metrics {
     return counted.values.find((sample) => sample.labels['result'] === 'applied')?.value ?? 0;
   }
 
-  historyCollected(round: { scanned: number; superseded: number; tombstones: number; ccids: number }): void {
-    for (const kind of ['scanned', 'superseded', 'tombstones', 'ccids'] as const) this.history.inc({ kind }, round[kind]);
+  historyCollected(round: { scanned: number; superseded: number; tombstones: number; cleared: number; ccids: number }): void {
+    for (const kind of ['scanned', 'superseded', 'tombstones', 'cleared', 'ccids'] as const) this.history.inc({ kind }, round[kind]);
   }
 
   observeCommit(ops: number, durationMs: number): void {

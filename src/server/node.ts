@@ -121,21 +121,19 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     onBatch: (_submissions, ops, durationMs) => metrics.observeCommit(ops, durationMs),
   });
   metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats() });
-  // History collection rounds, one at a time (a cluster keeps its history: see collectHistory).
+  // History collection rounds, one at a time. A cluster's replicas collect only what is causally
+  // stable across the replicas of each partition (Cluster.stableVector; `cluster` is set below).
   let collecting: Promise<void> | undefined;
-  const historyTimer =
-    options.cluster !== undefined
-      ? undefined
-      : setInterval(() => {
-          collecting ??= engine
-            .collectHistory(Date.now())
-            .then((round) => {
-              metrics.historyCollected(round);
-              if (round.superseded + round.tombstones + round.ccids > 0) log.debug({ ...round }, 'history collected');
-            })
-            .catch((error: unknown) => log.error({ err: error }, 'history collection failed'))
-            .finally(() => (collecting = undefined));
-        }, options.history.intervalSeconds * 1000).unref();
+  const historyTimer = setInterval(() => {
+    collecting ??= engine
+      .collectHistory(Date.now(), Number.POSITIVE_INFINITY, options.cluster === undefined ? undefined : (id) => cluster?.stableVector(id))
+      .then((round) => {
+        metrics.historyCollected(round);
+        if (round.superseded + round.tombstones + round.cleared + round.ccids > 0) log.debug({ ...round }, 'history collected');
+      })
+      .catch((error: unknown) => log.error({ err: error }, 'history collection failed'))
+      .finally(() => (collecting = undefined));
+  }, options.history.intervalSeconds * 1000).unref();
 
   const logUnexpected = (err: unknown) => log.error({ err }, 'unexpected error in a resolver');
   // In a cluster, every node holds the whole directory: its writes are logged and exchanged.

@@ -6,7 +6,7 @@
  * real one (src/replication/cluster.ts over src/engine); only time, network and disk are ours.
  * Everything depends on the seed alone, so a failing seed replays exactly.
  */
-import { Engine } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { defaultLimits } from '../../src/options.js';
 import { defaultRetention } from '../../src/model/retention.js';
 import { Cluster, type ClusterOptions } from '../../src/replication/cluster.js';
@@ -163,6 +163,7 @@ export class SimNode {
       retention: defaultRetention,
       keepClearedLog: true,
       onBackgroundError: () => undefined,
+      ...this.world.engineOptions,
     });
     const timers: Timers = {
       now: () => time.now(),
@@ -208,6 +209,21 @@ export class SimNode {
 
   async restart(): Promise<void> {
     await this.boot();
+  }
+
+  /** What is on the node's disk now: a backup. */
+  async backup(): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    for await (const entry of this.disk.entries({})) out.push(entry);
+    return out;
+  }
+
+  /** The node stops, its disk is replaced by `backup` (an old one, say), and it starts again. */
+  async restore(backup: ReadonlyArray<[string, string]>): Promise<void> {
+    this.crash();
+    await this.disk.clear({});
+    this.disk.apply(backup.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    await this.restart();
   }
 
   pause(): void {
@@ -284,17 +300,30 @@ export class World {
   readonly network: SimNetwork;
   readonly nodes: SimNode[];
   readonly clusterOptions: Omit<ClusterOptions, 'nodeId' | 'address'>;
+  readonly ids: string[];
 
   constructor(
     seed: number,
-    readonly ids: readonly string[],
+    ids: readonly string[],
     faults: Faults,
     clusterOptions: Omit<ClusterOptions, 'nodeId' | 'address'>,
+    /** Engine options of every node (e.g. `history`). */
+    readonly engineOptions: Partial<EngineOptions> = {},
   ) {
     this.rng = new Rng(seed);
     this.network = new SimNetwork(this, faults);
     this.clusterOptions = clusterOptions;
+    this.ids = [...ids];
     this.nodes = ids.map((id) => new SimNode(id, this));
+  }
+
+  /** A node that joins the running cluster: it connects to every other, and gossip does the rest. */
+  async addNode(id: string): Promise<SimNode> {
+    const node = new SimNode(id, this);
+    this.ids.push(id);
+    this.nodes.push(node);
+    await node.boot();
+    return node;
   }
 
   async boot(): Promise<void> {
