@@ -482,7 +482,7 @@ export class Partition {
       origin: self,
       pos,
     };
-    const ops = this.entityWrites(meta, config, key, current?.version ?? 0, state);
+    const ops = this.entityWrites(meta, config, key, current, state);
     // The record this one supersedes, if history collection went past it (and kept it, as the
     // entity's latest then): collected now, since no later pass looks at it again.
     if (current?.pos !== undefined && current.pos < (meta.historyFrom ?? 1) && this.ctx.history !== undefined && this.ctx.keepClearedLog !== true) {
@@ -545,16 +545,20 @@ export class Partition {
     return { pos, seq, vector, entry };
   }
 
-  /** The writes that make `state` an entity's current state, and its retained versions. */
-  private entityWrites(meta: PartitionMeta, config: BucketConfig, key: string, previousVersion: number, state: EntityState): StagedOp[] {
-    return [
-      { type: 'put', key: this.layout.entity(meta.gen, key), value: state },
-      // Versions are read only to rebase a stale change: never cached (PartitionLayout.isUncached).
-      { type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state },
-      ...versionsToPrune(previousVersion, state.version, config).map(
-        (v): StagedOp => ({ type: 'del', key: this.layout.version(meta.gen, key, v) }),
-      ),
-    ];
+  /**
+   * The writes that make `state` an entity's current state (after `previous`), and its retained
+   * versions. Version 1 is stored apart only once a later version supersedes it: until then the
+   * entity is that version (readers look there), and most entities are written once, so their one
+   * version is stored once. Later versions are stored as they are made (one encoding serves both
+   * keys). Versions are read only to rebase a stale change: never cached (PartitionLayout.isUncached).
+   */
+  private entityWrites(meta: PartitionMeta, config: BucketConfig, key: string, previous: EntityState | undefined, state: EntityState): StagedOp[] {
+    const previousVersion = previous?.version ?? 0;
+    const ops: StagedOp[] = [{ type: 'put', key: this.layout.entity(meta.gen, key), value: state }];
+    if (state.version !== 1) ops.push({ type: 'put', key: this.layout.version(meta.gen, key, state.version), value: state });
+    if (previous !== undefined && previousVersion === 1 && state.version > 1) ops.push({ type: 'put', key: this.layout.version(meta.gen, key, 1), value: previous });
+    for (const v of versionsToPrune(previousVersion, state.version, config)) ops.push({ type: 'del', key: this.layout.version(meta.gen, key, v) });
+    return ops;
   }
 
   /** EMPTY and DROP: one small write that moves entities to a new generation. */
@@ -1142,10 +1146,15 @@ export class Partition {
   async entity(key: string, version: number | null): Promise<EntityView | null> {
     validateEntityKey(key);
     const meta = await this.durableMeta();
-    const state =
-      version === null
-        ? await this.store.get<EntityState>(this.layout.entity(meta.gen, key), { durable: true })
-        : await this.store.get<EntityState>(this.layout.version(meta.gen, key, version), { durable: true });
+    const current = () => this.store.get<EntityState>(this.layout.entity(meta.gen, key), { durable: true });
+    const stored = () => this.store.get<EntityState>(this.layout.version(meta.gen, key, version!), { durable: true });
+    let state = version === null ? await current() : await stored();
+    if (state === undefined && version !== null) {
+      // The current version may be the entity alone (entityWrites); if a write superseded it
+      // meanwhile, it is stored apart by now.
+      const now = await current();
+      state = now?.version === version ? now : await stored();
+    }
     return state === undefined ? null : this.entityView(key, state);
   }
 
@@ -1168,10 +1177,13 @@ export class Partition {
   async versions(key: string): Promise<EntityView[]> {
     validateEntityKey(key);
     const meta = await this.durableMeta();
+    const current = await this.store.get<EntityState>(this.layout.entity(meta.gen, key), { durable: true });
     const out: EntityView[] = [];
     for await (const [, state] of this.store.entries<EntityState>({ ...this.layout.versions(meta.gen, key), reverse: true })) {
       out.push(this.entityView(key, state));
     }
+    // The current version may be the entity alone (entityWrites).
+    if (current !== undefined && (out.length === 0 || out[0]!.version < current.version)) out.unshift(this.entityView(key, current));
     return out;
   }
 
@@ -1295,7 +1307,7 @@ export class Partition {
       heads: after.heads,
       ...(after.last === null ? {} : { hlc: after.last.hlc, origin: after.last.origin }),
     };
-    ops.push(...this.entityWrites(meta, config, key, current?.version ?? 0, state));
+    ops.push(...this.entityWrites(meta, config, key, current, state));
     return {
       op: after.data === null ? 'DELETE' : 'MODIFY',
       version: after.version,
@@ -1435,7 +1447,7 @@ export class Partition {
     for (const [key, records] of byKey) {
       const state = replayKey(records);
       ops.push(
-        ...this.entityWrites(next, config, key, 0, {
+        ...this.entityWrites(next, config, key, undefined, {
           version: state.version,
           data: state.data,
           deleted: state.data === null,

@@ -98,3 +98,30 @@ describe('the ccid index of a single node', () => {
     await engine.close();
   });
 });
+
+describe('retained versions', () => {
+  it('keeps a version once: the entity is its current version, version 1 is stored apart when superseded', async () => {
+    const store = new MemoryStore();
+    const engine = await open(store);
+    const notes = await engine.partition('default', 'notes');
+    const admin = { admin: true };
+    await notes.submitChanges([{ ccid: 'f1', key: 'k', op: 'MODIFY', data: { title: 'a', body: 'x' } }], null, admin);
+    const versionKey = (v: number) => `p!default/notes!g1!ver!k!${v.toString().padStart(10, '0')}`;
+    expect(await store.get(versionKey(1))).toBeUndefined();
+    expect((await notes.versions('k')).map((e) => [e.version, e.data])).toEqual([[1, { title: 'a', body: 'x' }]]);
+    expect(await notes.entity('k', 1)).toMatchObject({ version: 1, data: { title: 'a', body: 'x' } });
+
+    await notes.submitChanges([{ ccid: 'f2', key: 'k', op: 'MODIFY', baseVersion: 1, data: { title: 'b', body: 'x' } }], null, admin);
+    expect(JSON.parse((await store.get(versionKey(1)))!)).toMatchObject({ version: 1, data: { title: 'a', body: 'x' } });
+    expect((await notes.versions('k')).map((e) => [e.version, e.data])).toEqual([
+      [2, { title: 'b', body: 'x' }],
+      [1, { title: 'a', body: 'x' }],
+    ]);
+    expect(await notes.entity('k', 1)).toMatchObject({ version: 1, data: { title: 'a' } });
+    // A stale edit made on version 1 is rebased on it: both edits survive.
+    const [rebased] = await notes.submitChanges([{ ccid: 'f3', key: 'k', op: 'MODIFY', baseVersion: 1, data: { title: 'a', body: 'y' } }], null, admin);
+    expect(rebased!.change).toMatchObject({ version: 3, data: { title: 'b', body: 'y' } });
+    expect(await notes.entity('k', 4)).toBeNull();
+    await engine.close();
+  });
+});
