@@ -292,6 +292,9 @@ export class Partition {
    * other requests and outside the exclusive section, so that the section itself is CPU work.
    */
   private async prefetchChanges(inputs: readonly ChangeInput[]): Promise<void> {
+    // Not even the keys are worked out when reads are synchronous (the default): every change
+    // of a batch would pay for them.
+    if (!this.store.prefetches) return;
     const meta = await this.meta();
     const keys = [this.layout.config];
     for (const input of inputs) {

@@ -217,6 +217,11 @@ export class StagedStore {
     await this.store.clear(range);
   }
 
+  /** Whether `prefetch` does anything: with synchronous point reads, reading ahead gains nothing. */
+  get prefetches(): boolean {
+    return this.store.syncReads !== true;
+  }
+
   get stagedCount(): number {
     return this.staged.size;
   }
