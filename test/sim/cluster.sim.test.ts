@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ChangeInput, Partition } from '../../src/engine/partition.js';
-import { World, type SimNode } from './world.js';
+import { simSeeds, World, type SimNode } from './world.js';
 
 const admin = { admin: true };
 const BUCKETS = ['b0', 'b1', 'b2', 'b3'];
@@ -265,9 +265,7 @@ async function scenario(seed: number): Promise<void> {
   await world.within(Promise.all(world.nodes.map((node) => node.cluster.stop())), 30_000);
 }
 
-const only = process.env.SIM_SEED;
-const count = Number(process.env.SIM_SEEDS ?? 200);
-const seeds = only !== undefined ? [Number(only)] : Array.from({ length: count }, (_, i) => i + 1);
+const seeds = simSeeds('SIM_SEEDS', 200);
 
 describe('cluster simulation', () => {
   it.each(seeds)('seed %i keeps the invariants', async (seed) => {

@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeInput, Partition } from '../../src/engine/partition.js';
 import type { HistoryCollected } from '../../src/engine/partition.js';
-import { World, type SimNode } from './world.js';
+import { simSeeds, World, type SimNode } from './world.js';
 
 const admin = { admin: true };
 const BUCKETS = ['h0', 'h1'];
@@ -250,9 +250,7 @@ async function scenario(seed: number): Promise<void> {
   await world.within(Promise.all(world.nodes.map((node) => node.cluster.stop())), 30_000);
 }
 
-const only = process.env.SIM_SEED;
-const count = Number(process.env.HISTORY_SIM_SEEDS ?? 12);
-const seeds = only !== undefined ? [Number(only)] : Array.from({ length: count }, (_, i) => i + 1);
+const seeds = simSeeds('HISTORY_SIM_SEEDS', 12);
 
 describe('cluster history collection (simulation)', () => {
   it.each(seeds)('seed %i converges with collection, a replica down and a late replica', async (seed) => {

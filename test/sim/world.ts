@@ -348,3 +348,10 @@ export class World {
 }
 
 const quietLogger = { info: () => undefined, warn: () => undefined };
+
+/** The seeds a simulation runs: `SIM_SEED` alone when set, else 1 to N (`countVariable`, or `fallback`). */
+export function simSeeds(countVariable: string, fallback: number): number[] {
+  const only = process.env['SIM_SEED'];
+  const count = Number(process.env[countVariable] ?? fallback);
+  return only !== undefined ? [Number(only)] : Array.from({ length: count }, (_, i) => i + 1);
+}
