@@ -925,13 +925,7 @@ export class Partition {
         const left = kept.map(({ entry: e }) => keyRecordOf(e, { ...meta, floor }));
         const lastLeft = kept.at(-1);
         const after = replayKey(left);
-        const replayed: EntityState = {
-          version: after.version,
-          data: after.data,
-          deleted: after.data === null,
-          heads: after.heads,
-          ...(after.last === null ? {} : { hlc: after.last.hlc, origin: after.last.origin }),
-        };
+        const replayed = entityStateOf(after);
         ops.push(
           { type: 'put', key: this.layout.entity(meta.gen, entityKey), value: replayed },
           { type: 'put', key: this.layout.version(meta.gen, entityKey, replayed.version), value: replayed },
@@ -1303,13 +1297,7 @@ export class Partition {
       const records = await this.keyRecords(meta, new Set([key]), excluded);
       after = replayKey(record === null ? (records.get(key) ?? []) : [...(records.get(key) ?? []), record]);
     }
-    const state: EntityState = {
-      version: after.version,
-      data: after.data,
-      deleted: after.data === null,
-      heads: after.heads,
-      ...(after.last === null ? {} : { hlc: after.last.hlc, origin: after.last.origin }),
-    };
+    const state = entityStateOf(after);
     ops.push(...this.entityWrites(meta, config, key, current, state));
     return {
       op: after.data === null ? 'DELETE' : 'MODIFY',
@@ -1449,15 +1437,7 @@ export class Partition {
     const config = record.op === 'DROP' ? { conflictMode: 'MERGE' as const, ...this.ctx.retention } : await this.config();
     for (const [key, records] of byKey) {
       const state = replayKey(records);
-      ops.push(
-        ...this.entityWrites(next, config, key, undefined, {
-          version: state.version,
-          data: state.data,
-          deleted: state.data === null,
-          heads: state.heads,
-          ...(state.last === null ? {} : { hlc: state.last.hlc, origin: state.last.origin }),
-        }),
-      );
+      ops.push(...this.entityWrites(next, config, key, undefined, entityStateOf(state)));
       // A reader that cleared its copy at the EMPTY gets each entity's state from its last entry.
       const last = lastOfKey.get(key)!;
       if (last.version !== state.version || !sameJson(last.data, state.data) || (last.op === 'DELETE') !== (state.data === null)) {
@@ -1938,4 +1918,14 @@ function passes(check: () => void): boolean {
 
 function badVersion(message: string): SyncError {
   return new SyncError(ErrorCode.BAD_VERSION, message);
+}
+
+/** What an entity stores of a key's converged state (model/converge.ts). */
+function entityStateOf(state: KeyState): EntityState {
+  const entity: EntityState = { version: state.version, data: state.data, deleted: state.data === null, heads: state.heads };
+  if (state.last !== null) {
+    entity.hlc = state.last.hlc;
+    entity.origin = state.last.origin;
+  }
+  return entity;
 }

@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ChangeInput, Partition } from '../../src/engine/partition.js';
-import { simSeeds, World, type SimNode } from './world.js';
+import { healAll, simSeeds, World, type SimNode } from './world.js';
 
 const admin = { admin: true };
 const BUCKETS = ['b0', 'b1', 'b2', 'b3'];
@@ -188,12 +188,7 @@ async function scenario(seed: number): Promise<void> {
   const background = Promise.all([reader(), chaos()]);
   await time.runUntil(chaosEnd);
   // Heal everything, stop the faults, and let the clients finish.
-  world.network.heal();
-  world.network.faults = { loss: 0, duplicate: 0, delayMin: 1, delayMax: 5 };
-  for (const node of world.nodes) {
-    if (node.state === 'paused') node.resume();
-    if (node.state === 'crashed') await node.restart();
-  }
+  await healAll(world);
   let done = false;
   void clients.then(() => (done = true));
   const debug = (...args: unknown[]) => process.env.SIM_DEBUG && console.log(time.now() - chaosEnd, ...args);

@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeInput, Partition } from '../../src/engine/partition.js';
 import type { HistoryCollected } from '../../src/engine/partition.js';
-import { simSeeds, World, type SimNode } from './world.js';
+import { healAll, simSeeds, World, type SimNode } from './world.js';
 
 const admin = { admin: true };
 const BUCKETS = ['h0', 'h1'];
@@ -154,12 +154,7 @@ async function scenario(seed: number): Promise<void> {
   const restored = rng.pick(world.nodes);
   const backup = restored.state === 'crashed' ? undefined : await restored.backup();
   await time.runUntil(chaosEnd);
-  world.network.heal();
-  world.network.faults = { loss: 0, duplicate: 0, delayMin: 1, delayMax: 5 };
-  for (const node of world.nodes) {
-    if (node.state === 'paused') node.resume();
-    if (node.state === 'crashed') await node.restart();
-  }
+  await healAll(world);
   let done = false;
   void clients.then(() => (done = true));
   for (let i = 0; i < 200 && !done; i++) await time.runFor(1000);

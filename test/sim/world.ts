@@ -355,3 +355,13 @@ export function simSeeds(countVariable: string, fallback: number): number[] {
   const count = Number(process.env[countVariable] ?? fallback);
   return only !== undefined ? [Number(only)] : Array.from({ length: count }, (_, i) => i + 1);
 }
+
+/** Ends the faults: the network healed and quiet, paused nodes resumed, crashed ones restarted. */
+export async function healAll(world: World): Promise<void> {
+  world.network.heal();
+  world.network.faults = { loss: 0, duplicate: 0, delayMin: 1, delayMax: 5 };
+  for (const node of world.nodes) {
+    if (node.state === 'paused') node.resume();
+    if (node.state === 'crashed') await node.restart();
+  }
+}
