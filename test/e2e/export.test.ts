@@ -5,7 +5,7 @@
  * changes nothing; a damaged file is refused before anything is sent.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { uuidv7 } from 'uuidv7';
@@ -84,6 +84,21 @@ describe('export and import', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ entities: { applied: 0, unchanged: 60 }, events: { accepted: 3, rejected: 0 } });
     const versions = await gql(target, ListEntities, { bucket: 'cart', first: 1000 }, as(target, 'dana'));
     expect(new Set(versions.data!.entities.map((e) => e.version))).toEqual(new Set([1]));
+  });
+
+  it('shows progress on a terminal: the bytes received, and a bar of the file sent', async () => {
+    const file = join(tempDataDir(), 'progress.ndjson');
+    // Under a pseudo-terminal (util-linux `script`): the display is for people, not pipes.
+    const inTerminal = (args: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const command = [process.execPath, BIN, ...args].map((arg) => `'${arg}'`).join(' ');
+        execFile('script', ['-qec', command, '/dev/null'], { env: { ...process.env, SYNCGRAPH_ADMIN_KEY: '' } }, (error, stdout) => (error === null ? resolve(stdout) : reject(error)));
+      });
+    const exported = await inTerminal(['export', '--url', source.url, '--admin-key', source.adminKey, '--app', APP, '--out', file]);
+    expect(exported).toMatch(/export: \d+\.\d MiB received/);
+    const size = statSync(file).size;
+    const imported = await inTerminal(['import', '--url', target.url, '--admin-key', target.adminKey, '--app', APP, '--in', file]);
+    expect(imported).toMatch(new RegExp(`import: \\[[#.]{30}\\] \\d+/${size} bytes`));
   });
 
   it('exports one bucket alone', async () => {
