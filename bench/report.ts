@@ -484,7 +484,7 @@ function method(config: BenchConfig): string[] {
     '- Servers run as child processes on 127.0.0.1: the node (`bin/syncgraph.js start`, fresh data directory) and the bare ' +
       'graphql-yoga + graphql-ws server (bench/baselines/bare-server.ts: constant `submitChanges`, a `publish` mutation feeding ' +
       "yoga's in-memory pubsub, whose iterator is the `changes` subscription). The load comes from this process: node:http " +
-      'with one keep-alive connection per client, and a minimal graphql-ws protocol client over `ws`.',
+      'with one keep-alive connection per client, and a minimal graphql-ws protocol client on a WebSocket client of its own (bench/support/ws-wire.ts: frames parsed in place, no stream or event per message, so that reading 1,000 sockets costs the load generator little of the cores it shares with the server).',
     `- Every change creates a new entity (unique key, baseVersion 0) with JSON data of about ${config.valueBytes} bytes; ` +
       'every answer is checked (no error, no duplicate, a version assigned), and any failure fails the workload.',
     `- W1/W1b: closed loop (each client awaits its answer before sending again), ${config.warmupSeconds} s warm-up then ` +

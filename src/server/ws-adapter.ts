@@ -80,7 +80,12 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
       const target = targets.get(args);
       if (target !== undefined && isPushable<ExecutionResult>(result)) {
         const prefix = Buffer.from(`{"id":${JSON.stringify(target.id)},"type":"next","payload":`);
-        result[PUSH]((next) => sendNow(target.socket, prefix, next));
+        const outbox = outboxes.outboxOf(target.socket);
+        if (outbox !== undefined) {
+          result[PUSH]((next) => next.errors === undefined && outboxes.deliver(outbox, prefix, payloadBuffer(next), CLOSE_BRACE, bufferedBytesMax));
+        } else {
+          result[PUSH]((next) => sendNow(target.socket, prefix, next));
+        }
       }
       return result;
     },

@@ -20,6 +20,8 @@
  */
 import type { WebSocket } from 'ws';
 
+/** `WebSocket.OPEN`. */
+const OPEN = 1;
 /** Sockets written per turn of a flush pass. */
 const PASS_CHUNK = 64;
 /** Bytes in one outbox that make it flush at once: waiting longer gains nothing. */
@@ -30,7 +32,8 @@ interface Writable {
   writableLength: number;
 }
 
-interface Outbox {
+export interface Outbox {
+  socket: WebSocket;
   stream: Writable;
   chunks: Buffer[];
   bytes: number;
@@ -39,8 +42,12 @@ interface Outbox {
 export class Outboxes {
   private readonly outboxes = new Map<WebSocket, Outbox>();
   /** Outboxes with something to write, in the order they filled. */
-  private readonly queued = new Set<Outbox>();
-  private pass: 'none' | 'soon' | 'later' = 'none';
+  private queued = new Set<Outbox>();
+  /** The outboxes the pass under way has yet to write. */
+  private passing = new Set<Outbox>();
+  private pass: 'none' | 'soon' | 'later' | 'running' = 'none';
+  /** A reply was queued while a pass ran: the next pass starts at once. */
+  private urgentWaiting = false;
   private timer: NodeJS.Timeout | undefined;
   private lastPassStart = -Infinity;
 
@@ -84,6 +91,27 @@ export class Outboxes {
     this.schedule(urgent);
   }
 
+  /**
+   * The live-delivery path, for a subscriber's socket looked up once (`outboxOf`): queues a text
+   * message made of three parts (a subscription's prefix, a shared payload, a suffix) if the
+   * socket holds less than `max` bytes unwritten, and says whether it did. Equivalent to
+   * `pending` then `send`, without the lookups and the array, since it runs once per subscriber
+   * and change.
+   */
+  deliver(outbox: Outbox, head: Buffer, body: Buffer, tail: Buffer, max: number): boolean {
+    if (outbox.socket.readyState !== OPEN || outbox.stream.writableLength + outbox.bytes >= max) return false;
+    const length = head.length + body.length + tail.length;
+    const header = frameHeader(length);
+    outbox.chunks.push(header, head, body, tail);
+    outbox.bytes += header.length + length;
+    if (outbox.bytes >= FLUSH_BYTES) this.write(outbox);
+    else {
+      this.queued.add(outbox);
+      if (this.pass === 'none') this.schedule(false);
+    }
+    return true;
+  }
+
   /** Writes what the socket has queued now (before closing it, say). */
   flush(socket: WebSocket): void {
     const outbox = this.outboxes.get(socket);
@@ -95,16 +123,18 @@ export class Outboxes {
     const outbox = this.outboxes.get(socket);
     if (outbox === undefined) return;
     this.queued.delete(outbox);
+    this.passing.delete(outbox);
     this.outboxes.delete(socket);
   }
 
-  private outboxOf(socket: WebSocket): Outbox | undefined {
+  /** The socket's outbox, or undefined for a socket not of `ws`'s usual shape. */
+  outboxOf(socket: WebSocket): Outbox | undefined {
     let outbox = this.outboxes.get(socket);
     if (outbox === undefined) {
       // `ws` keeps its net.Socket in `_socket`.
       const stream = (socket as unknown as { _socket?: Writable })._socket;
       if (stream === undefined) return undefined;
-      outbox = { stream, chunks: [], bytes: 0 };
+      outbox = { socket, stream, chunks: [], bytes: 0 };
       this.outboxes.set(socket, outbox);
     }
     return outbox;
@@ -112,6 +142,7 @@ export class Outboxes {
 
   private write(outbox: Outbox, done?: (error?: Error | null) => void): void {
     this.queued.delete(outbox);
+    this.passing.delete(outbox);
     const { chunks, bytes } = outbox;
     if (chunks.length === 0) return done?.();
     outbox.chunks = [];
@@ -120,6 +151,10 @@ export class Outboxes {
   }
 
   private schedule(urgent: boolean): void {
+    if (this.pass === 'running') {
+      this.urgentWaiting ||= urgent;
+      return;
+    }
     if (this.pass === 'soon' || (this.pass === 'later' && !urgent)) return;
     if (this.pass === 'later') clearTimeout(this.timer);
     const wait = urgent ? 0 : this.lastPassStart + this.batchMs - performance.now();
@@ -135,17 +170,31 @@ export class Outboxes {
   private readonly startPass = (): void => {
     this.timer = undefined;
     this.lastPassStart = performance.now();
+    // A pass writes the outboxes queued when it starts. One that fills again while the pass is
+    // under way waits for the next pass: otherwise, under a steady stream of changes, a pass
+    // spread over many turns keeps meeting sockets again and never ends, and each change costs
+    // every socket a write of its own, the very cost the interval is there to share.
+    this.pass = 'running';
+    this.passing = this.queued;
+    this.queued = new Set();
     this.continuePass();
   };
 
   private readonly continuePass = (): void => {
     let n = 0;
-    for (const outbox of this.queued) {
+    for (const outbox of this.passing) {
+      this.passing.delete(outbox);
       this.write(outbox);
       if (++n === PASS_CHUNK) break;
     }
-    if (this.queued.size > 0) setImmediate(this.continuePass);
-    else this.pass = 'none';
+    if (this.passing.size > 0) {
+      setImmediate(this.continuePass);
+      return;
+    }
+    this.pass = 'none';
+    const urgent = this.urgentWaiting;
+    this.urgentWaiting = false;
+    if (this.queued.size > 0) this.schedule(urgent);
   };
 }
 

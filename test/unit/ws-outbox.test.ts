@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
+import { Outboxes } from '../../src/server/ws-outbox.js';
+
+/** A stand-in for a `ws` socket and its net.Socket: records each write with its time. */
+function fakeSocket() {
+  const writes: Array<{ at: number; data: Buffer }> = [];
+  const stream = {
+    writableLength: 0,
+    write(data: Buffer, callback?: (error?: Error | null) => void) {
+      writes.push({ at: performance.now(), data });
+      callback?.();
+      return true;
+    },
+  };
+  const socket = { readyState: 1, OPEN: 1, bufferedAmount: 0, _socket: stream };
+  return { socket: socket as unknown as WebSocket, fake: socket, stream, writes };
+}
+
+/** The text messages in written bytes (unmasked frames, RFC 6455 §5.2). */
+function messages(data: Buffer): string[] {
+  const out: string[] = [];
+  let at = 0;
+  while (at < data.length) {
+    expect(data[at]).toBe(0x81);
+    let length = data[at + 1]!;
+    let start = at + 2;
+    if (length === 126) {
+      length = data.readUInt16BE(at + 2);
+      start = at + 4;
+    }
+    out.push(data.toString('utf8', start, start + length));
+    at = start + length;
+  }
+  return out;
+}
+
+const until = async (condition: () => boolean) => {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+};
+
+const parts = (text: string): [Buffer, Buffer, Buffer] => [Buffer.from('<'), Buffer.from(text), Buffer.from('>')];
+
+describe('Outboxes (server/ws-outbox.ts)', () => {
+  it('writes each socket once per pass, what it holds when its turn comes, and later deliveries in a later pass', async () => {
+    const batchMs = 30;
+    const outboxes = new Outboxes(batchMs);
+    // More sockets than one turn of a pass writes, so the pass spans several turns.
+    const sockets = Array.from({ length: 300 }, fakeSocket);
+    const boxes = sockets.map((s) => outboxes.outboxOf(s.socket)!);
+    for (const box of boxes) expect(outboxes.deliver(box, ...parts('a'), 1 << 20)).toBe(true);
+    // A lone delivery goes out at once, not after the interval.
+    await until(() => sockets[0]!.writes.length === 1);
+    const passStart = sockets[0]!.writes[0]!.at;
+    // While the first pass is under way, every socket gets a second message.
+    for (const box of boxes) outboxes.deliver(box, ...parts('b'), 1 << 20);
+    await until(() => sockets.every((s) => s.writes.flatMap((w) => messages(w.data)).length === 2));
+    let firstPassWrites = 0;
+    for (const s of sockets) {
+      const all = s.writes.flatMap((w) => messages(w.data));
+      expect(all).toEqual(['<a>', '<b>']);
+      // Written once if its turn came after 'b' was queued, twice otherwise; never more.
+      expect(s.writes.length).toBeLessThanOrEqual(2);
+      if (s.writes.length === 2) {
+        // The second write belongs to the next pass, which starts an interval after the first.
+        // (Less 2 ms: timers run on the event loop's clock, read once per turn, in whole ms.)
+        expect(s.writes[1]!.at - passStart).toBeGreaterThanOrEqual(batchMs - 2);
+      }
+      if (s.writes[0]!.at - passStart < batchMs - 2) firstPassWrites++;
+    }
+    expect(firstPassWrites).toBe(sockets.length);
+  });
+
+  it('refuses a delivery to a socket that is closing or holds too much, and queues nothing for it', async () => {
+    const outboxes = new Outboxes(5);
+    const closing = fakeSocket();
+    const full = fakeSocket();
+    const closingBox = outboxes.outboxOf(closing.socket)!;
+    const fullBox = outboxes.outboxOf(full.socket)!;
+    closing.fake.readyState = 2;
+    full.stream.writableLength = 1000;
+    expect(outboxes.deliver(closingBox, ...parts('x'), 1000)).toBe(false);
+    expect(outboxes.deliver(fullBox, ...parts('x'), 1000)).toBe(false);
+    full.stream.writableLength = 996;
+    // Room for one message (the check is before it is added), then none.
+    expect(outboxes.deliver(fullBox, ...parts('y'), 1000)).toBe(true);
+    expect(outboxes.deliver(fullBox, ...parts('z'), 1000)).toBe(false);
+    await until(() => full.writes.length === 1);
+    expect(messages(full.writes[0]!.data)).toEqual(['<y>']);
+    expect(closing.writes).toEqual([]);
+  });
+
+  it('keeps replies and deliveries of one socket in the order they were queued', async () => {
+    const outboxes = new Outboxes(20);
+    const s = fakeSocket();
+    const box = outboxes.outboxOf(s.socket)!;
+    outboxes.deliver(box, ...parts('1'), 1 << 20);
+    outboxes.send(s.socket, 'reply', true);
+    outboxes.deliver(box, ...parts('2'), 1 << 20);
+    await until(() => s.writes.flatMap((w) => messages(w.data)).length === 3);
+    expect(s.writes.flatMap((w) => messages(w.data))).toEqual(['<1>', 'reply', '<2>']);
+  });
+});
