@@ -38,7 +38,7 @@ import {
 import type { HybridClock } from './hlc.js';
 import { ccidExpired, checkpointChain, collectedBase, isRetryAfterWindow, needsRebuild, parseRef, refCovered, replicaVerdict, tombstoneGoes } from '../model/replica-history.js';
 import { epochKey, PartitionLayout, registry } from '../storage/layout.js';
-import type { StagedOp, StagedStore } from '../storage/staged-store.js';
+import { NOT_NOW, type StagedOp, type StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
 import {
   initialMeta,
@@ -266,7 +266,8 @@ export class Partition {
       const outcomes: ChangeOutcome[] = [];
       for (const input of inputs) {
         try {
-          outcomes.push(await this.applyChange(input, clientId, caller));
+          const outcome = this.applyChange(input, clientId, caller);
+          outcomes.push(outcome instanceof Promise ? await outcome : outcome);
         } catch (error) {
           if (!isChangeError(error)) throw error;
           outcomes.push({
@@ -306,24 +307,63 @@ export class Partition {
     await this.store.prefetch(keys);
   }
 
-  private async applyChange(input: ChangeInput, clientId: string | null, caller: Caller): Promise<ChangeOutcome> {
+  /** Applies one change: synchronously when what it reads is at hand (see `applyNow`). */
+  private applyChange(input: ChangeInput, clientId: string | null, caller: Caller): ChangeOutcome | Promise<ChangeOutcome> {
     const checked = this.checkChange(input, caller);
     const ccid = normaliseCcid(input.ccid);
-    const original = await this.appliedChange(ccid);
-    if (original !== undefined) {
-      return { ccid: input.ccid, change: this.changeView(original.entry, original.pos), error: null, duplicate: true, noop: false, entity: null };
-    }
-    const meta = await this.meta();
     const base = { ccid, clientId, sourceVersion: input.baseVersion ?? null };
-    switch (checked.op) {
-      case 'MODIFY':
-        return this.modify(meta, checked.key, base, checked.baseVersion, checked.body);
-      case 'DELETE':
-        return this.delete(meta, checked.key, base, checked.baseVersion);
-      case 'EMPTY':
-      case 'DROP':
-        return this.clear(meta, checked.op, base);
-    }
+    const now = this.applyNow(input.ccid, checked, base);
+    return now !== NOT_NOW ? now : this.applyLater(input.ccid, checked, base);
+  }
+
+  /**
+   * The change applied with reads that complete on this thread (staged, cached, or synchronous
+   * reads, the default), without an `await`: most changes, at a fraction of the cost of a chain
+   * of promises. NOT_NOW, before anything was changed, when a read would have to wait; and for
+   * EMPTY and DROP, which are rare.
+   */
+  private applyNow(sent: string, checked: CheckedChange, base: RecordBase): ChangeOutcome | typeof NOT_NOW {
+    const original = this.appliedChangeNow(base.ccid);
+    if (original === NOT_NOW) return NOT_NOW;
+    if (original !== undefined) return this.duplicateOf(sent, original);
+    if (checked.op !== 'MODIFY' && checked.op !== 'DELETE') return NOT_NOW;
+    const meta = this.metaNow();
+    if (meta === NOT_NOW) return NOT_NOW;
+    const config = this.configNow();
+    if (config === NOT_NOW) return NOT_NOW;
+    const current = this.store.getNow<EntityState>(this.layout.entity(meta.gen, checked.key));
+    if (current === NOT_NOW) return NOT_NOW;
+    if (checked.op === 'DELETE') return this.delete(meta, config, checked.key, base, checked.baseVersion, current);
+    const baseState = this.needsBase(config, current, checked.baseVersion)
+      ? this.store.getNow<EntityState>(this.layout.version(meta.gen, checked.key, checked.baseVersion!))
+      : undefined;
+    if (baseState === NOT_NOW) return NOT_NOW;
+    return this.modify(meta, config, checked.key, base, checked.baseVersion, checked.body, current, baseState);
+  }
+
+  /** `applyNow` with reads that may wait. */
+  private async applyLater(sent: string, checked: CheckedChange, base: RecordBase): Promise<ChangeOutcome> {
+    const original = await this.appliedChange(base.ccid);
+    if (original !== undefined) return this.duplicateOf(sent, original);
+    const meta = await this.meta();
+    if (checked.op !== 'MODIFY' && checked.op !== 'DELETE') return this.clear(meta, checked.op, base);
+    const config = await this.config();
+    const current = await this.store.get<EntityState>(this.layout.entity(meta.gen, checked.key));
+    if (checked.op === 'DELETE') return this.delete(meta, config, checked.key, base, checked.baseVersion, current);
+    const baseState = this.needsBase(config, current, checked.baseVersion)
+      ? await this.store.get<EntityState>(this.layout.version(meta.gen, checked.key, checked.baseVersion!))
+      : undefined;
+    return this.modify(meta, config, checked.key, base, checked.baseVersion, checked.body, current, baseState);
+  }
+
+  private duplicateOf(sent: string, original: { entry: ChangeEntry; pos: number }): ChangeOutcome {
+    return { ccid: sent, change: this.changeView(original.entry, original.pos), error: null, duplicate: true, noop: false, entity: null };
+  }
+
+  /** Whether a MODIFY made on `baseVersion` is rebased over later versions: then it reads its base. */
+  private needsBase(config: BucketConfig, current: EntityState | undefined, baseVersion: number | null): boolean {
+    const from = baseVersion ?? 0;
+    return from > 0 && current !== undefined && !current.deleted && from < current.version && config.conflictMode !== 'OPTIMISTIC';
   }
 
   /** Validates a change completely before anything is read or written. */
@@ -389,15 +429,17 @@ export class Partition {
     }
   }
 
-  private async modify(
+  /** A MODIFY, given what it reads: the entity now and, when it is rebased, its base version. */
+  private modify(
     meta: PartitionMeta,
+    config: BucketConfig,
     key: string,
     base: RecordBase,
     baseVersion: number | null,
     body: { data: JsonObject } | { diff: ObjectDiff },
-  ): Promise<ChangeOutcome> {
-    const config = await this.config();
-    const current = await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
+    current: EntityState | undefined,
+    baseState: EntityState | undefined,
+  ): ChangeOutcome {
     const alive = current !== undefined && !current.deleted ? (current as EntityState & { data: JsonObject }) : undefined;
     const from = baseVersion ?? 0;
     let data: JsonObject;
@@ -419,7 +461,6 @@ export class Partition {
         if (config.conflictMode === 'OPTIMISTIC') {
           throw badVersion(`${key} is at version ${alive.version}: pull before pushing`);
         }
-        const baseState = await this.store.get<EntityState>(this.layout.version(meta.gen, key, from));
         if (baseState !== undefined && baseState.data !== null) {
           // Rebase: the client's edit, transformed over everything since its base (later wins).
           const local = this.localDiff(baseState.data, body);
@@ -447,9 +488,14 @@ export class Partition {
     return body.diff;
   }
 
-  private async delete(meta: PartitionMeta, key: string, base: RecordBase, baseVersion: number | null): Promise<ChangeOutcome> {
-    const config = await this.config();
-    const current = await this.store.get<EntityState>(this.layout.entity(meta.gen, key));
+  private delete(
+    meta: PartitionMeta,
+    config: BucketConfig,
+    key: string,
+    base: RecordBase,
+    baseVersion: number | null,
+    current: EntityState | undefined,
+  ): ChangeOutcome {
     if (current === undefined || current.deleted) throw new SyncError(ErrorCode.MISSING_ENTITY, `${key} does not exist`);
     // Only the most recent version may be deleted (Simperium); null means "whatever is current".
     if (baseVersion !== null && baseVersion !== current.version) {
@@ -602,6 +648,17 @@ export class Partition {
    * indexes a ccid by its record's position; replicas, and records EMPTY/DROP cleared from the log
    * (keepCcidsOfClearedRecords), keep the record itself under the ccid.
    */
+  /** `appliedChange` from what is at hand; NOT_NOW when a read would have to wait. */
+  private appliedChangeNow(ccid: string): { entry: ChangeEntry; pos: number } | undefined | typeof NOT_NOW {
+    const indexed = this.store.getNow<ChangeEntry | number>(this.layout.ccid(ccid));
+    if (indexed === NOT_NOW || indexed === undefined) return indexed;
+    if (typeof indexed !== 'number') return { entry: indexed, pos: 0 };
+    const entry = this.store.getNow<ChangeEntry>(this.layout.change(indexed));
+    if (entry === NOT_NOW) return NOT_NOW;
+    if (entry === undefined) throw new Error(`ccid ${ccid} names log position ${indexed}, which holds no record`);
+    return { entry, pos: indexed };
+  }
+
   private async appliedChange(ccid: string): Promise<{ entry: ChangeEntry; pos: number } | undefined> {
     const indexed = await this.store.get<ChangeEntry | number>(this.layout.ccid(ccid));
     if (indexed === undefined) return undefined;
@@ -1551,6 +1608,16 @@ export class Partition {
 
   // ---------------------------------------------------------------- configuration
 
+  /** `config` from what is at hand; NOT_NOW when a read would have to wait. */
+  private configNow(): BucketConfig | typeof NOT_NOW {
+    if (this.stagedConfig === undefined) {
+      const stored = this.store.getNow<BucketConfig>(this.configKey);
+      if (stored === NOT_NOW) return NOT_NOW;
+      this.stagedConfig = stored ?? null;
+    }
+    return this.stagedConfig ?? this.defaultConfig();
+  }
+
   async config(): Promise<BucketConfig> {
     if (this.stagedConfig === undefined) {
       const stored = (await this.store.get<BucketConfig>(this.configKey)) ?? null;
@@ -1696,9 +1763,21 @@ export class Partition {
       if (op.key === this.metaKey) this.stagedMeta = op.type === 'put' ? (op.value as PartitionMeta) : null;
       else if (op.key === this.configKey) this.stagedConfig = op.type === 'put' ? (op.value as BucketConfig) : null;
     }
-    this.lastStaged = this.store.stage(ops, onDurable);
-    // Failures reach the requests awaiting this barrier; never leave a rejection unobserved.
-    this.lastStaged.catch(() => undefined);
+    const staged = this.store.stage(ops, onDurable);
+    // Failures reach the requests awaiting this barrier; never leave a rejection unobserved
+    // (once per promise: the changes staged in one turn share one).
+    if (staged !== this.lastStaged) staged.catch(() => undefined);
+    this.lastStaged = staged;
+  }
+
+  /** `meta` from what is at hand; NOT_NOW when a read would have to wait. */
+  private metaNow(): PartitionMeta | typeof NOT_NOW {
+    if (this.stagedMeta === undefined) {
+      const stored = this.store.getNow<PartitionMeta>(this.metaKey);
+      if (stored === NOT_NOW) return NOT_NOW;
+      this.stagedMeta = stored ?? null;
+    }
+    return this.stagedMeta ?? initialMeta;
   }
 
   private async meta(): Promise<PartitionMeta> {

@@ -25,6 +25,15 @@ const SEQ = /^(0|[1-9][0-9]{0,15})$/;
 export const cursorLengthMax = 4096;
 
 export function encodeCursor(position: StreamPosition): string {
+  // Every change gets a cursor, and most vectors have one origin: no arrays for those.
+  let only: string | undefined;
+  let count = 0;
+  for (const origin in position.vector) {
+    if (Object.hasOwn(position.vector, origin) && ++count === 1) only = origin;
+  }
+  if (count === 1 && (position.vector[only!] as number) > 0) {
+    return PREFIX[position.stream] + Buffer.from(`${position.partition}|${only}:${position.vector[only!]}`, 'utf8').toString('base64url');
+  }
   const entries = Object.entries(position.vector)
     .filter(([, seq]) => seq > 0)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

@@ -15,7 +15,13 @@ export function seqOf(vector: VersionVector, origin: string): number {
 /** The vector after also seeing `seq` of `origin` (sequences only move forward). */
 export function advance(vector: VersionVector, origin: string, seq: number): VersionVector {
   if (seqOf(vector, origin) >= seq) return vector;
-  return Object.fromEntries([...Object.entries(vector), [origin, seq]]);
+  // Every change advances its log's vector: copied by hand, not through arrays of entries.
+  // "__proto__" is an origin like any other, which only a defined property can hold.
+  if (origin === '__proto__' || Object.hasOwn(vector, '__proto__')) return Object.fromEntries([...Object.entries(vector), [origin, seq]]);
+  const out: Record<string, number> = {};
+  for (const key in vector) if (Object.hasOwn(vector, key)) out[key] = vector[key] as number;
+  out[origin] = seq;
+  return out;
 }
 
 /** True when `a` has seen everything `b` has. */

@@ -98,6 +98,10 @@ describe('dominates', () => {
     expect(dominates(seen, emptyVector)).toBe(true);
     expect(seqOf(merge(emptyVector, seen), origin)).toBe(3);
     expect(seqOf(advance(emptyVector, origin, 3), origin)).toBe(3);
+    // Advancing another origin keeps this one.
+    const both = advance(seen, 'n9', 1);
+    expect([seqOf(both, origin), seqOf(both, 'n9'), Object.keys(both).length]).toEqual([3, 1, 2]);
+    expect(seqOf(advance(advance(emptyVector, 'n9', 1), origin, 4), origin)).toBe(4);
     expect(covers(emptyVector, origin, 1)).toBe(false);
   });
 });
