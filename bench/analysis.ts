@@ -58,7 +58,7 @@ export function whatLimits(results: Results, config: BenchConfig): string {
   if (w1b !== undefined) {
     parts.push(
       `W1b: JavaScript thread ${formatPercent(w1b.serverMainCpu)}, process ${formatPercent(w1b.serverCpu)}; per change the node ` +
-        'validates, diffs and writes several synced records (entity, version, change log, ccid index, bucket meta), against ' +
+        'parses and validates the input, diffs it, and writes three synced records of a new entity (the entity, the change log record, the ccid index entry), against ' +
         'a raw baseline that does one unsynced put per value in batches, so the ratio measures the engine\'s per-change ' +
         'work rather than LevelDB.',
     );
@@ -78,6 +78,11 @@ export function whatLimits(results: Results, config: BenchConfig): string {
         'subscription synchronously, frames it into the socket\'s outbox and writes each socket once per pass (at most one ' +
         'pass every 20 ms while changes keep coming), so under load one socket write carries several changes; what is left ' +
         'is mostly the kernel\'s cost of a loopback TCP write per socket per pass, and the client reading them. ' +
+        (results.socketWrites !== undefined
+          ? `Measured bare (the ref row), one such write costs ${results.socketWrites.microsPerWrite.toFixed(1)} µs here: at one pass every 20 ms, ` +
+            `${results.socketWrites.sockets} sockets take ${formatPercent((results.socketWrites.sockets * 50 * results.socketWrites.microsPerWrite) / 1e6)} of a core in socket writes alone, ` +
+            `and a pass ${formatMs((results.socketWrites.sockets * results.socketWrites.microsPerWrite) / 1000)} from its first socket to its last. `
+          : '') +
         (keptUp
           ? 'The node kept up, so its latency is the fsync before a change is published plus one pass over the subscribers.'
           : `Where that cost times the delivery rate exceeds what one thread can do, a backlog builds for as long as the writer ` +

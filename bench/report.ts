@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type as osType } from 'node:os';
 import type { RawLevelResult } from './baselines/raw-level.js';
+import type { SocketWritesResult } from './baselines/socket-writes.js';
 import { ALL_PARTS, type BenchConfig } from './config.js';
 import { formatMs, formatPercent, formatRate, type LatencySummary } from './stats.js';
 import type { CatchupResult } from './workloads/catchup.js';
@@ -15,6 +16,8 @@ import type { HistoryResult } from './workloads/history.js';
 
 export interface Results {
   level?: RawLevelResult;
+  /** W2's floor: the cost of one loopback socket write, measured bare. */
+  socketWrites?: SocketWritesResult;
   bare: { w1http?: ClosedLoopResult; w1ws?: ClosedLoopResult; fanout?: FanoutResult; fanoutMux?: FanoutResult };
   node: {
     w1http?: ClosedLoopResult;
@@ -272,6 +275,19 @@ export function buildRows(results: Results, config: BenchConfig): Row[] {
     });
   }
 
+  // Reference figure: W2's floor, one socket write per subscriber and pass.
+  const sw = results.socketWrites;
+  if (sw !== undefined) {
+    rows.push({
+      workload: `ref: a ${sw.messageBytes}-byte write to each of ${sw.sockets} loopback TCP sockets, read by another process`,
+      figure: `${sw.microsPerWrite.toFixed(1)} µs per write`,
+      baseline: dash,
+      ratio: dash,
+      goal: dash,
+      verdict: 'info',
+    });
+  }
+
   // Reference figure: synced single puts (what one fsync per change would allow).
   if (results.level !== undefined) {
     rows.push({
@@ -310,6 +326,13 @@ function details(results: Results): string[] {
     out.push(
       `- raw LevelDB: ${formatRate(l.batchedPutsPerSecond)} batched puts/s (${l.batchedPuts} puts), ` +
         `${formatRate(l.syncedPutsPerSecond)} synced puts/s (${l.syncedPuts} puts); values of ${l.valueBytes} bytes.`,
+    );
+  }
+  if (results.socketWrites !== undefined) {
+    const w = results.socketWrites;
+    out.push(
+      `- socket writes (bench/baselines/socket-writes.ts): ${w.rounds} rounds, 20 ms apart, of one ${w.messageBytes}-byte write to each of ${w.sockets} ` +
+        `loopback sockets, which a child process reads: ${w.microsPerWrite.toFixed(1)} µs per write (median round; least ${w.microsPerWriteMin.toFixed(1)} µs).`,
     );
   }
   loop('bare server, HTTP mutations', results.bare.w1http);

@@ -66,6 +66,7 @@ import type { BenchCluster } from './support/cluster.js';
 import { runCatchup } from './workloads/catchup.js';
 import { runClusterWrites, runClusterWritesOnCluster, runJoin } from './workloads/cluster.js';
 import { runFanout } from './workloads/fanout.js';
+import { runSocketWrites } from './baselines/socket-writes.js';
 import { runHistory } from './workloads/history.js';
 import { runSubmit } from './workloads/submit.js';
 
@@ -159,6 +160,10 @@ async function main(): Promise<void> {
   });
 
   if (wants('w2')) {
+    // The floor under W2: one socket write per subscriber and pass, measured bare.
+    results.socketWrites = await attempt('socket writes', undefined, () =>
+      runSocketWrites({ sockets: config.sockets, messageBytes: 300, rounds: 100, intervalMs: 20 }),
+    );
     if (bare !== undefined) {
       results.bare.fanout = await attempt('bare w2', bare, () =>
         runFanout(bare, { ...fanoutOptions('w2'), writeQuery: PUBLISH, checkWrite: checkPublished }),

@@ -63,7 +63,8 @@ export class GqlSocket implements GqlTransport {
     // a few hundred bytes read 100,000 times a second.
     if (data.length < ID_START || data.compare(NEXT_HEAD, 0, ID_START, 0, ID_START) !== 0) return false;
     const idEnd = data.indexOf(QUOTE, ID_START);
-    if (idEnd < 0 || data.compare(NEXT_TYPE, 0, NEXT_TYPE.length, idEnd, idEnd + NEXT_TYPE.length) !== 0) return false;
+    if (idEnd < 0 || idEnd + NEXT_TYPE.length > data.length) return false;
+    if (data.compare(NEXT_TYPE, 0, NEXT_TYPE.length, idEnd, idEnd + NEXT_TYPE.length) !== 0) return false;
     const operation = this.operations.get(data.toString('latin1', ID_START, idEnd));
     if (operation?.sendTime === undefined) return false;
     const at = data.indexOf(SEND_TIME, idEnd);
