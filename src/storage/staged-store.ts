@@ -225,12 +225,14 @@ export class StagedStore {
         const key = op.key;
         const reading = this.reads.get(key);
         if (reading !== undefined) for (const token of reading) token.stale = true;
-        if (!this.uncached(key)) {
+        // The cache holds what was read: a write refreshes a key the cache holds, and leaves the
+        // others out. A key written but not read since (a new entity, most of an import) would
+        // only push out keys that are read; the first read of it takes it in (a LevelDB read of
+        // a recent write, from memory). A deleted key leaves the cache rather than taking a place
+        // in it as "absent": an entry costs several times the 64 bytes its budget counts.
+        if (!this.uncached(key) && this.cache.has(key)) {
           if (op.type === 'put') this.cache.set(key, { value: op.value, size: (writes[from + i] as { value: string }).value.length });
-          // A deleted key leaves the cache rather than taking a place in it as "absent": deletes
-          // are mostly of keys nobody reads again (collected history, a tombstone's entity), and
-          // an entry costs several times the 64 bytes the cache's budget counts for it.
-          else if (this.cache.has(key)) this.cache.delete(key);
+          else this.cache.delete(key);
         }
         if (this.staged.get(key) === op) this.staged.delete(key);
       }

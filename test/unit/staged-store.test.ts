@@ -213,15 +213,24 @@ describe.each(implementations)('StagedStore over $name', ({ open }) => {
   });
 
   describe('cache', () => {
-    it('serves a key from the cache once its write is durable', async () => {
+    it('takes a written key in on its first read, and refreshes a cached key when it is written', async () => {
       const { store, staged } = await setup();
       const done = staged.stage([{ type: 'put', key: 'k', value: 'v' }]);
       await (await store.writeAt(0)).succeed();
       await done;
       const reads = store.gets;
+      // Written, never read: not in the cache (a flood of new keys must not push out read ones).
       expect(await staged.get('k')).toBe('v');
+      expect(store.gets).toBe(reads + 1);
       expect(await staged.get('k', { durable: true })).toBe('v');
-      expect(store.gets).toBe(reads);
+      expect(store.gets).toBe(reads + 1);
+      // Cached now: its next write refreshes the cached value, read without the store.
+      const again = staged.stage([{ type: 'put', key: 'k', value: 'w' }]);
+      await (await store.writeAt(1)).succeed();
+      await again;
+      expect(await staged.get('k', { durable: true })).toBe('w');
+      expect(await staged.get('k')).toBe('w');
+      expect(store.gets).toBe(reads + 1);
     });
 
     it('reads a key from the store once, then from the cache, absent keys included', async () => {
