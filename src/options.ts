@@ -118,7 +118,7 @@ export interface NodeOptions {
   /** Run as a member of a peer cluster. */
   cluster?: ClusterConfig;
   /**
-   * How long history is kept (engine/partition.ts collectHistory): superseded change records and
+   * How long history is kept (engine/partition-history.ts collectHistory): superseded change records and
    * tombstones older than `horizonSeconds` are collected, a ccid is remembered at least
    * `ccidWindowSeconds`; a round runs every `intervalSeconds`. In a cluster only records stable
    * across the replicas are collected (README "Retention and history collection"), and every node

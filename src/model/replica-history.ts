@@ -2,7 +2,7 @@
  * History collection on a replica of a cluster: which change records may go, given the vector of
  * records that are causally stable (replication/stability.ts: every replica holds them, and no
  * record concurrent with them can still arrive anywhere). The partition applies these rules
- * (engine/partition.ts `collectReplicated`); they are pure so that every replica decides alike.
+ * (engine/partition-history.ts `collectReplicated`); they are pure so that every replica decides alike.
  *
  * Why the rules keep replicas converging (model/converge.ts replays a key from its records):
  * - *Superseded*: an ancestor of a *checkpoint*: a stable record S on the chain of single parents

@@ -11,7 +11,7 @@
  *   applied: retry with the same ccid"). With too few list members up, the next live nodes of the
  *   ring stand in (sloppy quorum) and hand the records back later (hinted handoff).
  * - Convergence: records carry their origin and sequence; replicas apply each other's records in
- *   any order and end in the same state (engine/partition.ts `applyChanges`, model/converge.ts).
+ *   any order and end in the same state (engine/partition-replication.ts `applyChanges`, model/converge.ts).
  * - Anti-entropy: replicas periodically compare version vectors (an exact summary of which
  *   records a copy holds) and pull or push what differs, so a copy that missed anything catches
  *   up with no new writes. Entity digests (`replicaStatus`) then agree.

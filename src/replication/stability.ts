@@ -1,7 +1,7 @@
 /**
  * Stability of a partition's records across its replicas: which records every current replica
  * holds, and beyond that, after which no record concurrent with them can still turn up anywhere
- * (causal stability). History collection on a replica (engine/partition.ts) removes only records
+ * (causal stability). History collection on a replica (engine/partition-history.ts) removes only records
  * this vector covers, so that no replica ever needs one another has dropped, and so that the
  * records left decide every entity the same way on every replica.
  *
