@@ -107,15 +107,32 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
       return sharedResult(event, payload);
     },
     (payload: unknown) => {
+      // A change is pushed to its subscribers one after the other, with one payload object
+      // (resolvers/subscription.ts): the last shared result is the next one asked for.
+      if (payload === lastShared.payload && key === lastShared.key && key !== undefined) return lastShared.result!;
       const event = firstValue(payload);
       // Executing has no side effects: if it turns out asynchronous, pull executes it again.
       const result = key === undefined || event === undefined || !isShared(event) ? execute({ ...args, rootValue: payload }) : sharedResult(event, payload);
-      if (!isPromise(result)) return result;
+      if (!isPromise(result)) {
+        if (key !== undefined && event !== undefined && isShared(event)) {
+          lastShared.payload = payload;
+          lastShared.key = key;
+          lastShared.result = result;
+        }
+        return result;
+      }
       result.catch(() => undefined);
       return LATER;
     },
   );
 }
+
+/** The last shared result pushed, by payload object and operation (see the push mapping above). */
+const lastShared: { payload: unknown; key: string | undefined; result: ExecutionResult | undefined } = {
+  payload: undefined,
+  key: undefined,
+  result: undefined,
+};
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';

@@ -120,13 +120,19 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
   };
   // The UTF-8 of shared results, encoded once for all their subscribers.
   const payloadBuffers = new WeakMap<ExecutionResult, Buffer>();
+  // The last one asked for: a change goes to its subscribers one after the other.
+  let lastResult: ExecutionResult | undefined;
+  let lastBuffer: Buffer | undefined;
   const payloadBuffer = (result: ExecutionResult): Buffer => {
+    if (result === lastResult) return lastBuffer!;
     let buffer = payloadBuffers.get(result);
     if (buffer === undefined) {
       const json = encodePayload?.(result);
       if (json === undefined) return Buffer.from(JSON.stringify(result));
       payloadBuffers.set(result, (buffer = Buffer.from(json)));
     }
+    lastResult = result;
+    lastBuffer = buffer;
     return buffer;
   };
   const assemble = (data: string): string => {

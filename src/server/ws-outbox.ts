@@ -200,14 +200,20 @@ export class Outboxes {
 
 /** Headers by length: a fanout frames messages of a few lengths many times over. */
 const headers = new Map<number, Buffer>();
+let lastLength = -1;
+let lastHeader: Buffer | undefined;
 
 /** The header of a final, unmasked text frame of `length` bytes (RFC 6455 §5.2). */
 function frameHeader(length: number): Buffer {
+  // Subscribers of one change ask one after the other, mostly for the same length.
+  if (length === lastLength) return lastHeader!;
   let header = headers.get(length);
   if (header === undefined) {
     if (headers.size >= 4096) headers.clear();
     headers.set(length, (header = encodeFrameHeader(length)));
   }
+  lastLength = length;
+  lastHeader = header;
   return header;
 }
 

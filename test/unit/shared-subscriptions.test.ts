@@ -4,6 +4,7 @@
  */
 import { buildSchema, GraphQLError, parse, type GraphQLObjectType, type GraphQLSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
+import { PUSH, type Pushable } from '../../src/engine/async-map.js';
 import { LiveFeed } from '../../src/engine/live-feed.js';
 import { shareKey, subscribeShared } from '../../src/server/shared-subscriptions.js';
 
@@ -83,6 +84,55 @@ describe('shared subscription results', () => {
     expect(labelCalls()).toBe(2);
     await a.return();
     await b.return();
+  });
+
+  it('pushes each subscriber the result of its own operation, shared only between subscribers of the same one', async () => {
+    // A source that pushes (as engine/record-stream.ts does for live records), so the results
+    // take the synchronous path, which remembers the last shared result.
+    const sinks: Array<(value: unknown) => boolean> = [];
+    const schema = buildSchema(/* GraphQL */ `
+      type Item { id: ID!, label(prefix: String): String! }
+      type Query { ok: Boolean }
+      type Subscription { items: Item! }
+    `);
+    (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) =>
+      `${args.prefix ?? ''}${item.id}`;
+    (schema.getSubscriptionType() as GraphQLObjectType).getFields()['items']!.subscribe = () => {
+      const source = {
+        next: () => new Promise<IteratorResult<unknown>>(() => undefined),
+        return: async () => ({ done: true as const, value: undefined }),
+        [Symbol.asyncIterator]: () => source,
+        [PUSH]: (sink: (value: unknown) => boolean) => void sinks.push(sink),
+      };
+      return source;
+    };
+    const received = new Map<string, unknown[]>();
+    const open = async (name: string, query: string, variables: Record<string, unknown> = {}) => {
+      const stream = await subscribe(schema, query, variables);
+      received.set(name, []);
+      (stream as unknown as Pushable<unknown>)[PUSH]((result) => received.get(name)!.push(result) > 0);
+    };
+    await open('a', 'subscription { items { id label } }');
+    await open('b', 'subscription { items { id label } }');
+    await open('c', 'subscription { items { id } }');
+    await open('d', 'subscription($p: String) { items { id label(prefix: $p) } }', { p: 'D:' });
+    expect(sinks).toHaveLength(4);
+    // Marked shared the way live records are: published to a feed with several subscribers.
+    const feed = new LiveFeed<Item>();
+    feed.attach(10);
+    feed.attach(10);
+    for (const id of ['one', 'two']) {
+      const item = { id };
+      feed.publish(item);
+      const payload = { items: item }; // one payload object for every subscriber (resolvers/subscription.ts)
+      for (const sink of sinks) expect(sink(payload)).toBe(true);
+    }
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((name) => received.get(name)!);
+    expect(a).toEqual([{ data: { items: { id: 'one', label: 'one' } } }, { data: { items: { id: 'two', label: 'two' } } }]);
+    expect(b![0]).toBe(a![0]);
+    expect(b![1]).toBe(a![1]);
+    expect(c).toEqual([{ data: { items: { id: 'one' } } }, { data: { items: { id: 'two' } } }]);
+    expect(d).toEqual([{ data: { items: { id: 'one', label: 'D:one' } } }, { data: { items: { id: 'two', label: 'D:two' } } }]);
   });
 
   it('returns the errors of the subscribe phase, masked', async () => {
