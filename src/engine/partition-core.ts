@@ -310,7 +310,10 @@ export abstract class PartitionCore {
         await this.exclusive(async () => {
           const now = await this.meta();
           const garbage = now.garbage.filter((g) => !meta.garbage.includes(g));
-          this.stage([{ type: 'put', key: this.layout.meta, value: { ...now, garbage } satisfies PartitionMeta }]);
+          // The cleared records' ccids now hold the records (above): history collection sweeps
+          // them out once past the ccid window (partition-history.ts `sweepClearedCcids`).
+          const sweep = this.ctx.keepClearedLog === true ? {} : { ccidSweep: '' };
+          this.stage([{ type: 'put', key: this.layout.meta, value: { ...now, garbage, ...sweep } satisfies PartitionMeta }]);
         });
       })
       .catch((error: unknown) => this.ctx.onBackgroundError(error));

@@ -81,7 +81,47 @@ export abstract class CollectingPartition extends ReplicatingPartition {
       return this.lastStaged;
     });
     await barrier;
+    await this.sweepClearedCcids(now - policy.ccidWindowMs, budget, result);
     return result;
+  }
+
+  /**
+   * A pass of the sweep of a single node's ccid index (PartitionMeta `ccidSweep`): the entries of
+   * records EMPTY or DROP cleared hold the record itself (every other entry of a single node holds
+   * a log position, and goes with its record), and go once older than the ccid window. Passes
+   * resume where the last one stopped, `budget` entries each; a sweep that met an entry too young
+   * to go starts again once it reaches the end.
+   */
+  protected async sweepClearedCcids(threshold: number, budget: number, result: HistoryCollected): Promise<void> {
+    const barrier = await this.exclusive(async () => {
+      const meta = await this.meta();
+      if (meta.ccidSweep === undefined) return undefined;
+      // Range reads see durable data only: let what is staged land first.
+      await this.lastStaged;
+      const page = await this.store.page<ChangeEntry | number>({ ...this.layout.ccids(meta.ccidSweep), limit: budget });
+      const ops: StagedOp[] = [];
+      let again = meta.ccidSweepAgain === true;
+      for (const [dbKey, entry] of page) {
+        if (typeof entry === 'number') continue;
+        if (entry.at > threshold) again = true;
+        else {
+          ops.push({ type: 'del', key: dbKey });
+          result.ccids++;
+        }
+      }
+      const next: PartitionMeta = { ...meta };
+      delete next.ccidSweepAgain;
+      if (page.length === budget) {
+        next.ccidSweep = page.at(-1)![0];
+        if (again) next.ccidSweepAgain = true;
+        result.done = false;
+      } else if (again) next.ccidSweep = '';
+      else delete next.ccidSweep;
+      ops.push({ type: 'put', key: this.layout.meta, value: next });
+      this.stage(ops);
+      return this.lastStaged;
+    });
+    await barrier;
   }
 
   /** Where the next pass over a replica's log starts: passes sweep the whole log, round after round. */

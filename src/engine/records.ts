@@ -104,6 +104,15 @@ export interface PartitionMeta {
    */
   cursorFloor?: number;
   /**
+   * A single node's sweep of its ccid index for the entries of records EMPTY or DROP cleared from
+   * the log (each holds its record, so that a retry within the ccid window is still a duplicate;
+   * the log no longer leads history collection to them): the ccid key after which the next pass
+   * resumes ('' from the start). Absent when no sweep is due.
+   */
+  ccidSweep?: string;
+  /** Set when the current sweep met a cleared record's entry too young to go: sweep again. */
+  ccidSweepAgain?: true;
+  /**
    * A replica in a cluster (Partition.collectReplicated): per origin, the highest record collected
    * here or on a copy this one was filled from; records it covers that are not in the log were
    * collected. A peer whose vector does not cover it gets the records with this floor and skips the

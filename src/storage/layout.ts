@@ -70,6 +70,11 @@ export class PartitionLayout {
   ccid(ccid: string) {
     return `${this.base}ccid!${ccid}`;
   }
+  /** The ccid index, strictly after the ccid key `after` when given (not empty). */
+  ccids(after = '') {
+    const prefix = `${this.base}ccid!`;
+    return after === '' ? { gte: prefix, lt: prefixEnd(prefix) } : { gt: after, lt: prefixEnd(prefix) };
+  }
   uuid(uuid: string) {
     return `${this.base}uuid!${uuid}`;
   }

@@ -138,6 +138,50 @@ describe('history collection', () => {
     expect(retry!.duplicate).toBe(true);
   });
 
+  it('forgets the ccids of records EMPTY cleared once past the window; a retry before then is still a duplicate', async () => {
+    const { notes, write, advance, now } = await setup();
+    await write('a', 'MODIFY', { v: 1 }); // ccid 00000001
+    await write('b', 'MODIFY', { v: 1 }); // ccid 00000002
+    const [emptied] = await notes.submitChanges([{ ccid: 'e0000001', op: 'EMPTY' }], null, admin);
+    expect(emptied!.error).toBeNull();
+    await notes.settle(); // the cleared records are gone from the log; their ccids hold them
+    await write('c', 'MODIFY', { v: 1 }); // ccid 00000003, after the EMPTY
+    const retry = async (ccid: string, key: string) =>
+      (await notes.submitChanges([{ ccid, key, op: 'MODIFY', data: { v: 9 } }], null, admin))[0]!;
+    // Within the window the sweep meets them too young, and keeps them.
+    advance(30 * 60_000);
+    expect(await notes.collectHistory(now())).toMatchObject({ ccids: 0 });
+    expect(await retry('00000001', 'a')).toMatchObject({ duplicate: true, change: { key: 'a', version: 1 } });
+    // Past it, they go: the two cleared ones (the sweep), and the EMPTY's (the log; c's record is
+    // the log's head, which stays, with its ccid).
+    advance(2 * HOUR);
+    expect(await notes.collectHistory(now())).toMatchObject({ ccids: 3, done: true });
+    expect(await notes.collectHistory(now())).toMatchObject({ ccids: 0 });
+    // Forgotten: a retry now is a new change (in the emptied bucket, a new entity).
+    expect(await retry('00000001', 'a')).toMatchObject({ duplicate: false, change: { key: 'a', version: 1 } });
+    expect((await notes.entities(null, null, false)).map((e) => e.key)).toEqual(['a', 'c']);
+  });
+
+  it('sweeps the ccids of cleared records in budgeted passes that resume where the last stopped', async () => {
+    const { notes, write, advance, now } = await setup();
+    for (const key of ['a', 'b', 'c', 'd', 'e']) await write(key, 'MODIFY', { v: 1 });
+    await notes.submitChanges([{ ccid: 'e0000001', op: 'EMPTY' }], null, admin);
+    await notes.settle();
+    advance(2 * HOUR);
+    let forgotten = 0;
+    let passes = 0;
+    for (let done = false; !done; passes++) {
+      const pass = await notes.collectHistory(now(), 2);
+      forgotten += pass.ccids;
+      done = pass.done;
+    }
+    // The five cleared records' ccids and the EMPTY's own (it holds its record too), two a pass;
+    // the fourth pass finds the end.
+    expect([forgotten, passes]).toEqual([6, 4]);
+    const [retry] = await notes.submitChanges([{ ccid: '00000003', key: 'c', op: 'MODIFY', data: { v: 2 } }], null, admin);
+    expect(retry).toMatchObject({ duplicate: false, change: { version: 1 } });
+  });
+
   it('works through a long history in budgeted passes', async () => {
     const { notes, write, advance, now } = await setup();
     for (let i = 0; i < 50; i++) await write(`k${i % 5}`, 'MODIFY', { i });
