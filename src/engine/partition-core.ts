@@ -130,7 +130,10 @@ export function isChangeError(error: unknown): error is SyncError & { code: Chan
   return isSyncError(error) && CHANGE_ERROR_CODES.has(error.code);
 }
 
-
+/**
+ * The base layer of `Partition` (partition.ts): what the layers above share. Members are
+ * protected, not private, only so that the layers can use them; nothing outside the class does.
+ */
 export abstract class PartitionCore {
   readonly partition: string;
   readonly changeFeed = new LiveFeed<ChangeView>();

@@ -37,8 +37,8 @@ import {
   orderOf,
   ownFields,
   sameJson,
+  PartitionCore,
 } from './partition-core.js';
-import { PartitionCore } from './partition-core.js';
 
 export abstract class ReplicatingPartition extends PartitionCore {
 
