@@ -46,6 +46,7 @@ interface StartOptions {
   logLevel: string;
   limit: Partial<Limits>;
   asyncReads: boolean;
+  cacheMb?: number;
   tlsCert?: string;
   tlsKey?: string;
   corsOrigin: string[];
@@ -108,6 +109,7 @@ export function cli(argv: string[]): Command {
     .option('--no-introspection', 'refuse schema introspection')
     .option('--no-graphiql', 'do not serve GraphiQL')
     .option('--async-reads', 'read LevelDB on its thread pool, not the event loop (data much larger than memory)', false)
+    .addOption(new Option('--cache-mb <n>', 'budget of the read cache of entities, in MiB of their JSON (default 64)').argParser(positive).env('SYNCGRAPH_CACHE_MB'))
     .option('--limit <name=value>', 'override a limit (repeatable), e.g. --limit entityBytesMax=2097152', limit, {})
     .option('--config <file>', 'read settings from a JSON or YAML file (the environment and the command line win over it)')
     .addOption(new Option('--node-id <id>', "this node's id in a peer cluster (keep it across restarts)").env('SYNCGRAPH_NODE_ID'))

@@ -212,6 +212,11 @@ export class Engine {
   }
 
   /** Live subscriptions, and the records waiting in their queues (total, and the longest queue). */
+  /** The read cache's use (StagedStore.cacheStats), for metrics. */
+  cacheStats(): ReturnType<StagedStore['cacheStats']> {
+    return this.store.cacheStats();
+  }
+
   subscriptionStats(): { live: number; queued: number; queuedMax: number } {
     let live = 0;
     let queued = 0;

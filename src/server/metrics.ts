@@ -17,6 +17,7 @@ export interface MetricSources {
   /** Per peer: records it lacks that this node holds, as of the last exchange; partitions this node still holds for it. */
   peers?: () => Array<{ peer: string; lagRecords: number; handoffPartitions: number }>;
   dataDir?: string;
+  cache?: () => { bytes: number; budget: number; entries: number; hits: number; misses: number };
 }
 
 export type ChangeResultKind = 'applied' | 'duplicate' | 'noop' | 'rejected';
@@ -141,6 +142,34 @@ export class Metrics {
       collect() {
         this.reset();
         for (const peer of sources().peers?.() ?? []) this.set({ peer: peer.peer }, peer.handoffPartitions);
+      },
+    });
+    new Gauge({
+      name: 'syncgraph_read_cache_bytes',
+      help: 'The read cache of entities: bytes it holds (stat="used", counted as the JSON of the values) and its budget (stat="budget", --cache-mb)',
+      labelNames: ['stat'],
+      registers,
+      collect() {
+        const cache = sources().cache?.();
+        this.set({ stat: 'used' }, cache?.bytes ?? 0);
+        this.set({ stat: 'budget' }, cache?.budget ?? 0);
+      },
+    });
+    // Counted by the store as plain numbers (a read is too frequent for a metric call each):
+    // the counter catches up at scrape time.
+    const lookups = { hit: 0, miss: 0 };
+    new Counter({
+      name: 'syncgraph_read_cache_lookups_total',
+      help: 'Reads of entities (and bucket metadata) the read cache answered (result="hit") or sent to LevelDB (result="miss")',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const cache = sources().cache?.();
+        if (cache === undefined) return;
+        this.inc({ result: 'hit' }, cache.hits - lookups.hit);
+        this.inc({ result: 'miss' }, cache.misses - lookups.miss);
+        lookups.hit = cache.hits;
+        lookups.miss = cache.misses;
       },
     });
     new Gauge({

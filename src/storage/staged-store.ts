@@ -46,6 +46,8 @@ export class StagedStore {
   private readonly committer: GroupCommitter;
   private readonly uncached: (key: string) => boolean;
   private failureCount = 0;
+  /** Reads of keys the cache may hold: answered by it, or not. */
+  private readonly cacheCounts = { hits: 0, misses: 0 };
   /** What was staged in this run of the event loop, not yet handed to the group commit. */
   private group: StageGroup | undefined;
   private readonly onCallbackError: ((error: unknown) => void) | undefined;
@@ -105,10 +107,21 @@ export class StagedStore {
   private peek<T>(key: string, durable: boolean): T | undefined | typeof NOT_NOW {
     const staged = durable ? undefined : this.staged.get(key);
     if (staged !== undefined) return staged.type === 'del' ? undefined : (staged.value as T);
-    const cached = this.uncached(key) ? undefined : this.cache.get(key);
-    if (cached !== undefined) return 'absent' in cached ? undefined : (cached.value as T);
+    if (!this.uncached(key)) {
+      const cached = this.cache.get(key);
+      if (cached !== undefined) {
+        this.cacheCounts.hits++;
+        return 'absent' in cached ? undefined : (cached.value as T);
+      }
+      this.cacheCounts.misses++;
+    }
     if (this.store.getSync !== undefined) return this.readSync(key) as T | undefined;
     return NOT_NOW;
+  }
+
+  /** The read cache: bytes held (as it counts them) and its budget, entries, and reads it answered or not. */
+  cacheStats(): { bytes: number; budget: number; entries: number; hits: number; misses: number } {
+    return { bytes: this.cache.calculatedSize, budget: this.cache.maxSize, entries: this.cache.size, ...this.cacheCounts };
   }
 
   /**

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect, gql, gqlData, rawPost, wsClient } from '../support/client.js';
 import { metric, parseMetrics, scrape } from '../support/metrics.js';
 import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
-import { ChangesSubscription, SubmitChanges } from '../support/operations.js';
+import { ChangesSubscription, GetEntity, SubmitChanges } from '../support/operations.js';
 
 const METRICS_TOKEN = 'prometheus-scrapes-here-0123';
 let node: NodeProcess;
@@ -75,6 +75,27 @@ describe('GET /metrics', () => {
     expect(delta('syncgraph_commit_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(delta('syncgraph_commit_batch_operations_sum')).toBeGreaterThanOrEqual(4);
     expect(metric(after, 'syncgraph_storage_bytes')).toBeGreaterThan(0);
+  });
+
+  it('shows the read cache: its budget (--cache-mb), what it holds, and the reads it answered', async () => {
+    const small = await startNodeProcess({ args: ['--cache-mb', '2'] });
+    const bucket = `c${Date.now().toString(36)}`;
+    await gqlData(small, SubmitChanges, { bucket, changes: [{ ccid: hex(), key: 'k', op: 'MODIFY', data: { text: 'x'.repeat(1000) } }] });
+    const before = await scrape(small.url, small.adminKey);
+    expect(metric(before, 'syncgraph_read_cache_bytes', { stat: 'budget' })).toBe(2 * 1024 * 1024);
+    // Written, not read: not cached. The first read misses it and caches it (with what else the
+    // read consults); the same read again finds it in the cache: fewer misses, at least one hit.
+    // (Keys that do not exist are never cached: LevelDB's Bloom filter answers those as fast.)
+    const lookups = (samples: typeof before, result: string) => metric(samples, 'syncgraph_read_cache_lookups_total', { result });
+    expect((await gqlData(small, GetEntity, { bucket, key: 'k' })).entity?.version).toBe(1);
+    const once = await scrape(small.url, small.adminKey);
+    const firstMisses = lookups(once, 'miss') - lookups(before, 'miss');
+    expect(firstMisses).toBeGreaterThanOrEqual(1);
+    expect(metric(once, 'syncgraph_read_cache_bytes', { stat: 'used' }) - metric(before, 'syncgraph_read_cache_bytes', { stat: 'used' })).toBeGreaterThan(1000);
+    expect((await gqlData(small, GetEntity, { bucket, key: 'k' })).entity?.version).toBe(1);
+    const twice = await scrape(small.url, small.adminKey);
+    expect(lookups(twice, 'miss') - lookups(once, 'miss')).toBeLessThan(firstMisses);
+    expect(lookups(twice, 'hit') - lookups(once, 'hit')).toBeGreaterThanOrEqual(1);
   });
 
   it('shows live subscriptions while they are open', async () => {
