@@ -18,6 +18,7 @@ import { PartitionLayout, registry } from '../storage/layout.js';
 import { NOT_NOW, type StagedOp, type StagedStore } from '../storage/staged-store.js';
 import { LiveFeed } from './live-feed.js';
 import {
+  changeDiff,
   initialMeta,
   type BucketConfig,
   type ChangeEntry,
@@ -209,7 +210,8 @@ export abstract class PartitionCore {
     key: string | null,
     op: ChangeOp,
     version: number | null,
-    diff: ObjectDiff | null,
+    /** Undefined for a change that makes its entity from nothing (records.ts `ChangeRecord.diff`). */
+    diff: ObjectDiff | null | undefined,
     data: JsonObject | null,
     deps: string[] | undefined,
     cut: VersionVector | undefined,
@@ -468,7 +470,7 @@ export abstract class PartitionCore {
       op: local === undefined ? entry.op : local.op,
       sourceVersion: entry.sourceVersion,
       version: local === undefined ? entry.version : local.version,
-      diff: local === undefined ? entry.diff : local.diff,
+      diff: local === undefined ? changeDiff(entry) : local.diff,
       data: local === undefined ? entry.data : local.data,
       cursor: this.cursorOf('changes', vector),
       seq: pos,

@@ -332,8 +332,9 @@ export class Partition extends CollectingPartition {
     }
     // The client's own object was checked already; a merged one may have grown.
     if (!('data' in body) || data !== body.data) this.checkSize(data, 'data');
-    const diff = diffObjects(alive?.data ?? {}, data);
-    if (alive !== undefined && isEmptyDiff(diff)) {
+    // Made from nothing, the change's diff is its data (not stored: records.ts `ChangeRecord.diff`).
+    const diff = alive === undefined ? undefined : diffObjects(alive.data, data);
+    if (alive !== undefined && diff !== undefined && isEmptyDiff(diff)) {
       return { ccid: base.ccid, change: null, error: null, duplicate: false, noop: true, entity: this.entityView(key, alive) };
     }
     const version = (current?.version ?? 0) + 1;
@@ -374,7 +375,7 @@ export class Partition extends CollectingPartition {
     base: RecordBase,
     op: 'MODIFY' | 'DELETE',
     version: number,
-    diff: ObjectDiff | null,
+    diff: ObjectDiff | null | undefined,
     data: JsonObject | null,
   ): ChangeOutcome {
     const self = this.origin;

@@ -133,6 +133,14 @@ export function diffObjects(a: JsonObject, b: JsonObject): ObjectDiff {
   return cloneDiff(diffObjectsShared(a, b));
 }
 
+/**
+ * The diff that makes `data` from nothing (`diffObjects({}, data)`): every key added. Its values
+ * are `data`'s own, not copies: for reading only (a create's diff is derived on read, not stored).
+ */
+export function diffFromNothing(data: JsonObject): ObjectDiff {
+  return diffObjectsShared({}, data);
+}
+
 function diffObjectsShared(a: JsonObject, b: JsonObject): ObjectDiff {
   const out: ObjectDiff = {};
   for (const key of Object.keys(a)) {

@@ -125,3 +125,28 @@ describe('retained versions', () => {
     await engine.close();
   });
 });
+
+describe('change records', () => {
+  it('store no diff for a change made from nothing (derived from its data when read), and store every other diff', async () => {
+    const store = new MemoryStore();
+    const engine = await open(store);
+    const notes = await engine.partition('default', 'notes');
+    const admin = { admin: true };
+    const record = async (seq: number) => JSON.parse((await store.get(`p!default/notes!c!${seq.toString().padStart(16, '0')}`))!) as Record<string, unknown>;
+    const [created] = await notes.submitChanges([{ ccid: 'd1', key: 'k', op: 'MODIFY', data: { title: 'a', tags: ['x'], n: 1 } }], null, admin);
+    const [edited] = await notes.submitChanges([{ ccid: 'd2', key: 'k', op: 'MODIFY', baseVersion: 1, data: { title: 'ab', tags: ['x'], n: 1 } }], null, admin);
+    await notes.submitChanges([{ ccid: 'd3', key: 'k', op: 'DELETE' }], null, admin);
+    const [revived] = await notes.submitChanges([{ ccid: 'd4', key: 'k', op: 'MODIFY', data: { n: 2 } }], null, admin);
+    expect('diff' in (await record(1))).toBe(false);
+    expect((await record(2))['diff']).toEqual({ title: { o: 'r', v: 'ab' } });
+    expect((await record(3))['diff']).toBeNull();
+    expect('diff' in (await record(4))).toBe(false);
+    // Read back (answers, pages), a create's diff is its data, every key added.
+    const fromNothing = { title: { o: '+', v: 'a' }, tags: { o: '+', v: ['x'] }, n: { o: '+', v: 1 } };
+    expect(created!.change!.diff).toEqual(fromNothing);
+    expect(revived!.change).toMatchObject({ version: 4, diff: { n: { o: '+', v: 2 } } });
+    const page = await notes.changes(null, null);
+    expect(page.changes.map((c) => c.diff)).toEqual([fromNothing, edited!.change!.diff, null, { n: { o: '+', v: 2 } }]);
+    await engine.close();
+  });
+});
