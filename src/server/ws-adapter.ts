@@ -173,7 +173,7 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
           return new Promise<void>((resolve, reject) => outboxes.send(socket, data, true, (err) => (err ? reject(err) : resolve())));
         },
         close: (code, reason) => {
-          outboxes.flush(socket);
+          outboxes.close(socket);
           socket.close(code, reason);
         },
         onMessage: (handle) =>
@@ -200,7 +200,7 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
     /** Closes every socket (1001 going away), after writing what it has queued. */
     async dispose(reason) {
       for (const client of wss.clients) {
-        outboxes.flush(client);
+        outboxes.close(client);
         client.close(1001, reason);
       }
       wss.removeAllListeners('connection');

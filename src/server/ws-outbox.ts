@@ -30,6 +30,7 @@ const FLUSH_BYTES = 64 * 1024;
 interface Writable {
   write(data: Buffer, callback?: (error?: Error | null) => void): boolean;
   writableLength: number;
+  on?(event: 'drain', listener: () => void): unknown;
 }
 
 export interface Outbox {
@@ -37,6 +38,10 @@ export interface Outbox {
   stream: Writable;
   chunks: Buffer[];
   bytes: number;
+  /** False once the socket is closing: deliveries are refused. */
+  open: boolean;
+  /** What the socket's stream held unwritten after the last write (0 once it drained). */
+  unwritten: number;
 }
 
 export class Outboxes {
@@ -99,7 +104,11 @@ export class Outboxes {
    * and change.
    */
   deliver(outbox: Outbox, head: Buffer, body: Buffer, tail: Buffer, max: number): boolean {
-    if (outbox.socket.readyState !== OPEN || outbox.stream.writableLength + outbox.bytes >= max) return false;
+    // Only the outbox is looked at: with a thousand sockets, reading each one's state per change
+    // (the socket objects are large, and cold) cost more than the rest of a delivery. Whether the
+    // socket is still open is checked when it is written (`write`), and what its stream holds is
+    // taken then (and reset when it drains).
+    if (!outbox.open || outbox.unwritten + outbox.bytes >= max) return false;
     const length = head.length + body.length + tail.length;
     const header = frameHeader(length);
     outbox.chunks.push(header, head, body, tail);
@@ -118,10 +127,18 @@ export class Outboxes {
     if (outbox !== undefined && socket.readyState === socket.OPEN) this.write(outbox);
   }
 
+  /** Writes what the socket has queued, and takes no more for it: the server is closing it. */
+  close(socket: WebSocket): void {
+    this.flush(socket);
+    const outbox = this.outboxes.get(socket);
+    if (outbox !== undefined) outbox.open = false;
+  }
+
   /** Forgets a closed socket. */
   forget(socket: WebSocket): void {
     const outbox = this.outboxes.get(socket);
     if (outbox === undefined) return;
+    outbox.open = false;
     this.queued.delete(outbox);
     this.passing.delete(outbox);
     this.outboxes.delete(socket);
@@ -134,7 +151,9 @@ export class Outboxes {
       // `ws` keeps its net.Socket in `_socket`.
       const stream = (socket as unknown as { _socket?: Writable })._socket;
       if (stream === undefined) return undefined;
-      outbox = { socket, stream, chunks: [], bytes: 0 };
+      const created: Outbox = { socket, stream, chunks: [], bytes: 0, open: true, unwritten: 0 };
+      stream.on?.('drain', () => (created.unwritten = 0));
+      outbox = created;
       this.outboxes.set(socket, outbox);
     }
     return outbox;
@@ -147,7 +166,13 @@ export class Outboxes {
     if (chunks.length === 0) return done?.();
     outbox.chunks = [];
     outbox.bytes = 0;
+    // Closing (by either side): what is left goes nowhere.
+    if (outbox.socket.readyState !== OPEN) {
+      outbox.open = false;
+      return done?.();
+    }
     outbox.stream.write(Buffer.concat(chunks, bytes), done);
+    outbox.unwritten = outbox.stream.writableLength;
   }
 
   private schedule(urgent: boolean): void {

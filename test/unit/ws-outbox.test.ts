@@ -5,12 +5,21 @@ import { Outboxes } from '../../src/server/ws-outbox.js';
 /** A stand-in for a `ws` socket and its net.Socket: records each write with its time. */
 function fakeSocket() {
   const writes: Array<{ at: number; data: Buffer }> = [];
+  const drains: Array<() => void> = [];
   const stream = {
     writableLength: 0,
     write(data: Buffer, callback?: (error?: Error | null) => void) {
       writes.push({ at: performance.now(), data });
       callback?.();
       return true;
+    },
+    on(event: string, listener: () => void) {
+      if (event === 'drain') drains.push(listener);
+    },
+    /** The kernel took everything: what a real socket signals with 'drain'. */
+    drain() {
+      stream.writableLength = 0;
+      for (const listener of drains) listener();
     },
   };
   const socket = { readyState: 1, OPEN: 1, bufferedAmount: 0, _socket: stream };
@@ -71,23 +80,39 @@ describe('Outboxes (server/ws-outbox.ts)', () => {
     expect(firstPassWrites).toBe(sockets.length);
   });
 
-  it('refuses a delivery to a socket that is closing or holds too much, and queues nothing for it', async () => {
+  it('refuses deliveries to a socket the server closes, and drops what is queued for one that is closing', async () => {
     const outboxes = new Outboxes(5);
+    const closed = fakeSocket();
     const closing = fakeSocket();
-    const full = fakeSocket();
+    const closedBox = outboxes.outboxOf(closed.socket)!;
     const closingBox = outboxes.outboxOf(closing.socket)!;
-    const fullBox = outboxes.outboxOf(full.socket)!;
+    expect(outboxes.deliver(closedBox, ...parts('last'), 1000)).toBe(true);
+    outboxes.close(closed.socket); // what was queued goes out first
+    expect(outboxes.deliver(closedBox, ...parts('x'), 1000)).toBe(false);
+    expect(closed.writes.flatMap((w) => messages(w.data))).toEqual(['<last>']);
+    // Closed by the other side: found at the write, and nothing more is taken.
+    expect(outboxes.deliver(closingBox, ...parts('y'), 1000)).toBe(true);
     closing.fake.readyState = 2;
-    full.stream.writableLength = 1000;
-    expect(outboxes.deliver(closingBox, ...parts('x'), 1000)).toBe(false);
-    expect(outboxes.deliver(fullBox, ...parts('x'), 1000)).toBe(false);
-    full.stream.writableLength = 996;
-    // Room for one message (the check is before it is added), then none.
-    expect(outboxes.deliver(fullBox, ...parts('y'), 1000)).toBe(true);
-    expect(outboxes.deliver(fullBox, ...parts('z'), 1000)).toBe(false);
-    await until(() => full.writes.length === 1);
-    expect(messages(full.writes[0]!.data)).toEqual(['<y>']);
+    await new Promise((resolve) => setTimeout(resolve, 20));
     expect(closing.writes).toEqual([]);
+    expect(outboxes.deliver(closingBox, ...parts('z'), 1000)).toBe(false);
+  });
+
+  it('refuses deliveries while the socket holds too much unwritten, until it drains', async () => {
+    const outboxes = new Outboxes(5);
+    const full = fakeSocket();
+    const box = outboxes.outboxOf(full.socket)!;
+    // The kernel takes nothing more: what was written stays in the stream.
+    full.stream.writableLength = 1000;
+    // Accepted: nothing was written yet, so nothing is known to be unwritten.
+    expect(outboxes.deliver(box, ...parts('a'), 1000)).toBe(true);
+    await until(() => full.writes.length === 1);
+    // Taken at that write: 1000 bytes unwritten, the bound.
+    expect(outboxes.deliver(box, ...parts('b'), 1000)).toBe(false);
+    full.stream.drain();
+    expect(outboxes.deliver(box, ...parts('c'), 1000)).toBe(true);
+    await until(() => full.writes.length === 2);
+    expect(full.writes.flatMap((w) => messages(w.data))).toEqual(['<a>', '<c>']);
   });
 
   it('keeps replies and deliveries of one socket in the order they were queued', async () => {
