@@ -111,10 +111,11 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
       // (resolvers/subscription.ts): the last shared result is the next one asked for.
       if (payload === lastShared.payload && key === lastShared.key && key !== undefined) return lastShared.result!;
       const event = firstValue(payload);
+      const shareable = key !== undefined && event !== undefined && isShared(event);
       // Executing has no side effects: if it turns out asynchronous, pull executes it again.
-      const result = key === undefined || event === undefined || !isShared(event) ? execute({ ...args, rootValue: payload }) : sharedResult(event, payload);
+      const result = shareable ? sharedResult(event, payload) : execute({ ...args, rootValue: payload });
       if (!isPromise(result)) {
-        if (key !== undefined && event !== undefined && isShared(event)) {
+        if (shareable) {
           lastShared.payload = payload;
           lastShared.key = key;
           lastShared.result = result;

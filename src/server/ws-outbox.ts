@@ -84,16 +84,8 @@ export class Outboxes {
     const header = frameHeader(length);
     outbox.chunks.push(header, ...parts);
     outbox.bytes += header.length + length;
-    if (done !== undefined) {
-      this.write(outbox, done);
-      return;
-    }
-    if (outbox.bytes >= FLUSH_BYTES) {
-      this.write(outbox);
-      return;
-    }
-    this.queued.add(outbox);
-    this.schedule(urgent);
+    if (done !== undefined) this.write(outbox, done);
+    else this.enqueue(outbox, urgent);
   }
 
   /**
@@ -113,18 +105,25 @@ export class Outboxes {
     const header = frameHeader(length);
     outbox.chunks.push(header, head, body, tail);
     outbox.bytes += header.length + length;
-    if (outbox.bytes >= FLUSH_BYTES) this.write(outbox);
-    else {
-      this.queued.add(outbox);
-      if (this.pass === 'none') this.schedule(false);
-    }
+    this.enqueue(outbox, false);
     return true;
+  }
+
+  /** An outbox that grew: written at once if it holds enough, else left for a pass. */
+  private enqueue(outbox: Outbox, urgent: boolean): void {
+    if (outbox.bytes >= FLUSH_BYTES) {
+      this.write(outbox);
+      return;
+    }
+    this.queued.add(outbox);
+    this.schedule(urgent);
   }
 
   /** Writes what the socket has queued now (before closing it, say). */
   flush(socket: WebSocket): void {
     const outbox = this.outboxes.get(socket);
-    if (outbox !== undefined && socket.readyState === socket.OPEN) this.write(outbox);
+    // `write` finds a socket that is no longer open itself.
+    if (outbox !== undefined) this.write(outbox);
   }
 
   /** Writes what the socket has queued, and takes no more for it: the server is closing it. */

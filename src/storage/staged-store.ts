@@ -16,14 +16,13 @@ export type StagedOp = { type: 'put'; key: string; value: unknown } | { type: 'd
 /** From `getNow`: the value is not at hand, `get` would have to wait for it. */
 export const NOT_NOW = Symbol('not now');
 
-
 interface StageGroup {
   /** The encoded writes of every part, in order. */
   writes: WriteOp[];
   /** Each `stage` call: its ops, where its writes start, its callback. */
   parts: Array<{ ops: StagedOp[]; from: number; onDurable: (() => void) | undefined }>;
   promise: Promise<void>;
-  settle: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  settle: { resolve: () => void; reject: (error: unknown) => void };
 }
 
 export interface StagedStoreOptions extends GroupCommitOptions {
@@ -192,9 +191,9 @@ export class StagedStore {
   stage(ops: StagedOp[], onDurable?: () => void): Promise<void> {
     let group = this.group;
     if (group === undefined) {
-      group = this.group = { writes: [], parts: [], promise: undefined as unknown as Promise<void>, settle: undefined };
-      const opened = group;
-      group.promise = new Promise<void>((resolve, reject) => (opened.settle = { resolve, reject }));
+      let settle!: StageGroup['settle'];
+      const promise = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+      group = this.group = { writes: [], parts: [], promise, settle };
       queueMicrotask(this.seal);
     }
     // Every change goes through here: no per-op wrappers, and each op is its own staged entry
@@ -226,7 +225,7 @@ export class StagedStore {
     const group = this.group;
     if (group === undefined) return;
     this.group = undefined;
-    this.committer.submit(group.writes, () => this.settle(group)).then(group.settle!.resolve, group.settle!.reject);
+    this.committer.submit(group.writes, () => this.settle(group)).then(group.settle.resolve, group.settle.reject);
   };
 
   /** A group is durable: what it wrote is now what the store holds. */
