@@ -71,6 +71,30 @@ describe('WireSocket (bench/support/ws-wire.ts)', () => {
     expect(received).toEqual(['hello', 'z'.repeat(300), 'w'.repeat(70_000)]);
   });
 
+  it('keeps the messages of sockets read one after the other into the one read buffer apart', async () => {
+    // Every socket's reads land in one shared buffer: a frame split across reads must be copied
+    // out before another socket's read overwrites it.
+    const first = await serve();
+    const second = await serve();
+    const a = collector();
+    const b = collector();
+    await WireSocket.open(first.url, 'graphql-transport-ws', a.handlers);
+    await WireSocket.open(second.url, 'graphql-transport-ws', b.handlers);
+    const [peerA, peerB] = await Promise.all([first.connection, second.connection]);
+    const sentA: string[] = [];
+    const sentB: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      sentA.push(`a${i}:` + 'A'.repeat(30_000 + i * 1_000));
+      sentB.push(`b${i}:` + 'B'.repeat(45_000 - i * 1_000));
+      peerA.send(sentA[i]!);
+      peerB.send(sentB[i]!);
+    }
+    await a.until(() => a.texts.length === sentA.length);
+    await b.until(() => b.texts.length === sentB.length);
+    expect(a.texts).toEqual(sentA);
+    expect(b.texts).toEqual(sentB);
+  });
+
   it('joins a fragmented message and answers pings', async () => {
     const { url, connection } = await serve();
     const c = collector();
