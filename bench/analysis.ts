@@ -75,7 +75,7 @@ export function whatLimits(results: Results, config: BenchConfig): string {
         (bareFan === undefined ? '' : `, the naive fanout ${formatRate(bareFan.deliveriesPerSecond)}/s at ${formatPercent(bareFan.serverMainCpu)}`) +
         '. The naive fanout executes the subscription selection, serialises, frames and writes every delivery separately, ' +
         'through a chain of promises per subscriber. The node executes and encodes a change once, hands it to each live ' +
-        'subscription synchronously, frames it into the socket\'s outbox and writes each socket once per pass (at most one ' +
+        'subscription synchronously (one fused step per subscriber, the value computed once for all), frames it into the socket\'s outbox and writes each socket once per pass (at most one ' +
         'pass every 20 ms while changes keep coming), so under load one socket write carries several changes; what is left ' +
         'is mostly the kernel\'s cost of a loopback TCP write per socket per pass, and the client reading them. ' +
         (results.socketWrites !== undefined

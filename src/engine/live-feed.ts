@@ -47,6 +47,14 @@ export function isShared(record: object): boolean {
   return published.has(record);
 }
 
+/** A subscriber's direct delivery (record-stream.ts, fused): tried before the listener. */
+export interface DirectDelivery<T> {
+  /** Takes the item, or refuses it (false): it then goes to the listener, as usual. */
+  offer(item: T): boolean;
+  /** The queue is closed. */
+  detach(): void;
+}
+
 export const OVERFLOW = Symbol('overflow');
 export const CLOSED = Symbol('closed');
 
@@ -57,6 +65,8 @@ export class FeedQueue<T> {
   private state: 'open' | 'overflowed' | 'closed' = 'open';
   /** Offered each item pushed while nothing is queued; an item it refuses is queued. */
   private listener: ((item: T) => boolean) | undefined;
+  /** Offered an item first, while the listener is installed and nothing is queued. */
+  private direct: DirectDelivery<T> | undefined;
 
   constructor(
     private readonly capacity: number,
@@ -66,7 +76,7 @@ export class FeedQueue<T> {
   push(item: T): void {
     if (this.state !== 'open') return;
     if (this.listener !== undefined && this.head === this.items.length) {
-      if (this.listener(item)) return;
+      if (this.direct?.offer(item) === true || this.listener(item)) return;
       // Refused: this item and the ones after it wait in the queue, in order.
       this.listener = undefined;
     }
@@ -95,6 +105,16 @@ export class FeedQueue<T> {
    */
   listen(listener: ((item: T) => boolean) | undefined): void {
     this.listener = this.state === 'closed' ? undefined : listener;
+  }
+
+  /**
+   * Installs a direct delivery, offered each item before the listener (and only while one is
+   * installed). It stays until the queue is closed, which detaches it.
+   */
+  deliverDirectly(direct: DirectDelivery<T>): void {
+    if (this.state === 'closed') return direct.detach();
+    this.direct?.detach();
+    this.direct = direct;
   }
 
   /** Drops queued items the caller already has (read from disk while they were being queued). */
@@ -137,6 +157,8 @@ export class FeedQueue<T> {
     this.state = 'closed';
     this.items = [];
     this.listener = undefined;
+    this.direct?.detach();
+    this.direct = undefined;
     this.onDetach();
     this.signal();
   }

@@ -7,8 +7,8 @@
  * dropped by sequence number). If the queue overflows while we are still reading from disk, we
  * simply read on from disk: a catching-up subscriber is paced by the disk, not by memory.
  */
-import { PUSH, type Pushable, type PushSink } from './async-map.js';
-import { CLOSED, OVERFLOW, type FeedQueue, type LiveFeed } from './live-feed.js';
+import { Compositions, FUSE, LATER, PUSH, type Composition, type Fusable, type FusedTarget, type Pushable, type PushSink, type SharedStep } from './async-map.js';
+import { CLOSED, OVERFLOW, type DirectDelivery, type FeedQueue, type LiveFeed } from './live-feed.js';
 
 export interface Sequenced {
   seq: number;
@@ -42,11 +42,11 @@ export interface RecordStreamOptions<T extends Sequenced> {
  */
 export function recordStream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
-): AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> {
+): AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> & Fusable {
   const queue = options.feed.attach(options.queueMax, options.onClose);
-  const fast: { sink?: PushSink<T> } = {};
-  const inner = stream(options, queue, fast);
-  const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> = {
+  const position = new Position<T>(options.fromSeq, options.accept);
+  const inner = stream(options, queue, position);
+  const outer: AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> & Fusable = {
     next: () => inner.next(),
     return: (value) => {
       queue.close();
@@ -58,44 +58,110 @@ export function recordStream<T extends Sequenced>(
     },
     [Symbol.asyncIterator]: () => outer,
     [PUSH]: (sink: PushSink<T>) => {
-      fast.sink = sink;
+      position.sink = sink;
     },
-  } as AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T>;
+    [FUSE]: (steps: readonly SharedStep[], target: FusedTarget) => {
+      if (position.sink === undefined) return false;
+      queue.deliverDirectly(new FusedDelivery(position, compositionsOf(options.feed), steps, target));
+      return true;
+    },
+  } as AsyncGenerator<T | typeof OVERFLOW, void, undefined> & Pushable<T> & Fusable;
   return outer;
+}
+
+/** Where a stream stands: the next record it owes its subscriber, and who takes it. */
+class Position<T extends Sequenced> {
+  sink: PushSink<T> | undefined;
+
+  constructor(
+    public next: number,
+    readonly accept: ((record: T) => boolean) | undefined,
+  ) {}
+
+  /** Passes over the next record when the subscriber may not see it. */
+  skipped(record: T): boolean {
+    if (this.accept === undefined || this.accept(record)) return false;
+    this.next = record.seq + 1;
+    return true;
+  }
+}
+
+const compositions = new WeakMap<LiveFeed<Sequenced>, Compositions>();
+function compositionsOf<T extends Sequenced>(feed: LiveFeed<T>): Compositions {
+  let found = compositions.get(feed as unknown as LiveFeed<Sequenced>);
+  if (found === undefined) compositions.set(feed as unknown as LiveFeed<Sequenced>, (found = new Compositions()));
+  return found;
+}
+
+/** How many distinct fused chains the feed's subscribers use now (for tests). */
+export function fusedChains(feed: LiveFeed<Sequenced>): number {
+  return compositions.get(feed)?.size ?? 0;
+}
+
+/**
+ * The fused push path (async-map.ts): a live record goes from the queue to the subscriber's
+ * target with the value its chain computes, once for every subscriber of that chain. What it
+ * refuses goes the usual way; both move the one position, so nothing is seen twice or missed.
+ */
+class FusedDelivery<T extends Sequenced> implements DirectDelivery<T> {
+  private composition: Composition | undefined;
+
+  constructor(
+    private readonly position: Position<T>,
+    private readonly compositions: Compositions,
+    steps: readonly SharedStep[],
+    private readonly target: FusedTarget,
+  ) {
+    this.composition = compositions.acquire(steps);
+  }
+
+  offer(record: T): boolean {
+    const position = this.position;
+    if (record.seq !== position.next || this.composition === undefined) return false;
+    if (position.skipped(record)) return true;
+    try {
+      const value = this.composition.apply(record);
+      if (value === LATER || !this.target.deliver(value)) return false;
+    } catch {
+      // The push path computes it again, and pull reports the error.
+      return false;
+    }
+    position.next = record.seq + 1;
+    return true;
+  }
+
+  detach(): void {
+    if (this.composition === undefined) return;
+    this.compositions.release(this.composition);
+    this.composition = undefined;
+  }
 }
 
 async function* stream<T extends Sequenced>(
   options: RecordStreamOptions<T>,
   queue: FeedQueue<T>,
-  fast: { sink?: PushSink<T> },
+  position: Position<T>,
 ): AsyncGenerator<T | typeof OVERFLOW, void, undefined> {
-  const { readPage, pageSize = 500, accept } = options;
-  let next = options.fromSeq;
-  /** Passes over the next record when the subscriber may not see it. */
-  const skipped = (record: T): boolean => {
-    if (accept === undefined || accept(record)) return false;
-    next = record.seq + 1;
-    return true;
-  };
+  const { readPage, pageSize = 500 } = options;
   // Offers the next record to the sink; a sink that throws refuses, and pull reports the error.
   const offer = (record: T): boolean => {
-    if (fast.sink === undefined || record.seq !== next) return false;
-    if (skipped(record)) return true;
+    if (position.sink === undefined || record.seq !== position.next) return false;
+    if (position.skipped(record)) return true;
     try {
-      if (!fast.sink(record)) return false;
+      if (!position.sink(record)) return false;
     } catch {
       return false;
     }
-    next = record.seq + 1;
+    position.next = record.seq + 1;
     return true;
   };
   try {
     for (;;) {
-      const page = await readPage(next, pageSize);
+      const page = await readPage(position.next, pageSize);
       for (const record of page) {
-        if (record.seq < next || offer(record) || skipped(record)) continue;
+        if (record.seq < position.next || offer(record) || position.skipped(record)) continue;
         yield record;
-        next = record.seq + 1;
+        position.next = record.seq + 1;
       }
       if (page.length < pageSize) {
         if (!queue.overflowed) break;
@@ -104,9 +170,9 @@ async function* stream<T extends Sequenced>(
     }
     // What was queued during the replay and also read from disk must not count against the
     // live bound: only records the subscriber has not seen measure how far behind it is.
-    queue.dropWhile((record) => record.seq < next);
+    queue.dropWhile((record) => record.seq < position.next);
     for (;;) {
-      if (fast.sink !== undefined) queue.listen(offer);
+      if (position.sink !== undefined) queue.listen(offer);
       const item = await queue.next();
       queue.listen(undefined);
       if (item === CLOSED) return;
@@ -114,18 +180,19 @@ async function* stream<T extends Sequenced>(
         yield OVERFLOW;
         return;
       }
-      if (item.seq < next) continue;
-      if (item.seq > next) {
+      if (item.seq < position.next) continue;
+      if (item.seq > position.next) {
         // Not expected (see above), but the disk is the truth: fill any hole from it.
+        const next = position.next;
         for (const record of await readPage(next, item.seq - next)) {
-          if (record.seq < next || record.seq >= item.seq || skipped(record)) continue;
+          if (record.seq < position.next || record.seq >= item.seq || position.skipped(record)) continue;
           yield record;
-          next = record.seq + 1;
+          position.next = record.seq + 1;
         }
       }
-      if (skipped(item)) continue;
+      if (position.skipped(item)) continue;
       yield item;
-      next = item.seq + 1;
+      position.next = item.seq + 1;
     }
   } finally {
     queue.close();

@@ -33,6 +33,7 @@ function payloads<K extends string, T extends Sequenced>(
       return { [field]: record } as { [key in K]: T };
     },
     (record) => (record === OVERFLOW ? LATER : (livePayload(field, record) as { [key in K]: T })),
+    { key: `payload ${field}`, map: (record) => (record === OVERFLOW ? LATER : (livePayload(field, record) as { [key in K]: T })) },
   );
 }
 

@@ -125,6 +125,22 @@ export async function subscribeShared(args: ExecutionArgs, options: SharedSubscr
       result.catch(() => undefined);
       return LATER;
     },
+    // Fused (async-map.ts): one step for every subscriber of this operation, whichever of them
+    // made it, since a shared result is the same for all. A record only one subscriber sees is
+    // not shared: it takes the push path, executed for that subscriber.
+    key === undefined
+      ? undefined
+      : {
+          key: `operation ${key}`,
+          map: (payload: unknown) => {
+            const event = firstValue(payload);
+            if (event === undefined || !isShared(event)) return LATER;
+            const result = sharedResult(event, payload);
+            if (!isPromise(result)) return result;
+            result.catch(() => undefined);
+            return LATER;
+          },
+        },
   );
 }
 

@@ -14,8 +14,8 @@ import type { IncomingMessage } from 'node:http';
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
-import { isPushable, PUSH } from '../engine/async-map.js';
-import { Outboxes } from './ws-outbox.js';
+import { FUSE, isFusable, isPushable, LATER, PUSH, type FusedTarget, type SharedStep } from '../engine/async-map.js';
+import { Outboxes, type Outbox } from './ws-outbox.js';
 
 export interface WsExtra {
   socket: WebSocket;
@@ -47,6 +47,20 @@ export interface WsAdapterOptions {
  * it is only looked for as the last member of the message, where graphql-ws puts `payload`.
  */
 const CLOSE_BRACE = Buffer.from('}');
+
+/** A subscriber's socket, where the fused path (engine/async-map.ts) delivers. */
+class OutboxTarget implements FusedTarget {
+  constructor(
+    private readonly outboxes: Outboxes,
+    private readonly outbox: Outbox,
+    private readonly prefix: Buffer,
+    private readonly max: number,
+  ) {}
+
+  deliver(body: unknown): boolean {
+    return this.outboxes.deliver(this.outbox, this.prefix, body as Buffer, CLOSE_BRACE, this.max);
+  }
+}
 
 const PAYLOAD_MARK = '\u0001syncgraph-payload\u0001';
 const PAYLOAD_MARK_JSON = JSON.stringify(PAYLOAD_MARK);
@@ -83,6 +97,7 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
         const outbox = outboxes.outboxOf(target.socket);
         if (outbox !== undefined) {
           result[PUSH]((next) => next.errors === undefined && outboxes.deliver(outbox, prefix, payloadBuffer(next), CLOSE_BRACE, bufferedBytesMax));
+          if (isFusable(result)) result[FUSE]([encodeStep], new OutboxTarget(outboxes, outbox, prefix, bufferedBytesMax));
         } else {
           result[PUSH]((next) => sendNow(target.socket, prefix, next));
         }
@@ -134,6 +149,12 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
     lastResult = result;
     lastBuffer = buffer;
     return buffer;
+  };
+  // The fused path's last step (engine/async-map.ts): a shared result's bytes, the same for
+  // every subscriber; a result with errors takes graphql-ws's way.
+  const encodeStep: SharedStep = {
+    key: 'graphql-ws next',
+    map: (result: ExecutionResult) => (result.errors === undefined ? payloadBuffer(result) : LATER),
   };
   const assemble = (data: string): string => {
     const json = pendingPayload;

@@ -133,6 +133,78 @@ describe('shared encoding', () => {
   });
 });
 
+describe('fanout', () => {
+  it('gives each of many subscribers on many sockets its own selection, filter and id, each change once, in order', async () => {
+    // Live changes go to subscribers of one operation through one fused step (engine/async-map.ts):
+    // subscribers of other selections, of a key prefix, or with variables in their selection,
+    // must each still get exactly their own.
+    const bucket = freshBucket();
+    const head = (await gqlData(node, BucketInfo, { name: bucket })).bucket.changesCursor;
+    const kinds = {
+      keys: { query: 'subscription($b: String!, $s: Cursor) { changes(bucket: $b, since: $s) { key version } }', variables: {} },
+      data: { query: 'subscription($b: String!, $s: Cursor) { changes(bucket: $b, since: $s) { key data } }', variables: {} },
+      prefixed: {
+        query: 'subscription($b: String!, $s: Cursor, $p: String) { changes(bucket: $b, since: $s, keyPrefix: $p) { key version } }',
+        variables: { p: 'a' },
+      },
+    } as const;
+    type Kind = keyof typeof kinds;
+    const clients = Array.from({ length: 4 }, () => wsClient(node));
+    const subscribers: Array<{ kind: Kind; got: Array<Record<string, unknown>>; errors: unknown[]; stop: () => void }> = [];
+    const keys = Array.from({ length: 30 }, (_, i) => `${i % 3 === 0 ? 'b' : 'a'}${i}`);
+    const everyone = deferred();
+    const expected = (kind: Kind) => (kind === 'prefixed' ? keys.filter((k) => k.startsWith('a')).length : keys.length);
+    const check = () => {
+      if (subscribers.every((s) => s.got.length >= expected(s.kind))) everyone.resolve();
+    };
+    try {
+      for (const client of clients) {
+        for (const kind of Object.keys(kinds) as Kind[]) {
+          for (let copy = 0; copy < 2; copy++) {
+            const subscriber = { kind, got: [] as Array<Record<string, unknown>>, errors: [] as unknown[], stop: () => undefined as void };
+            subscriber.stop = client.subscribe(
+              { query: kinds[kind].query, variables: { b: bucket, s: head, ...kinds[kind].variables } },
+              {
+                next: (result) => {
+                  if (result.errors) subscriber.errors.push(...result.errors);
+                  subscriber.got.push((result.data as { changes: Record<string, unknown> }).changes);
+                  check();
+                },
+                error: (error) => subscriber.errors.push(error),
+                complete: () => undefined,
+              },
+            );
+            subscribers.push(subscriber);
+          }
+        }
+      }
+      // Every subscription is live once it has a first change: send one, and wait.
+      const probe = await write(bucket, ['b-probe']);
+      expect(probe).toHaveLength(1);
+      await new Promise<void>((resolve) => {
+        const wait = () => (subscribers.filter((s) => s.kind !== 'prefixed').every((s) => s.got.length === 1) ? resolve() : setTimeout(wait, 10));
+        wait();
+      });
+      for (const subscriber of subscribers) if (subscriber.kind !== 'prefixed') subscriber.got.shift();
+      for (let i = 0; i < keys.length; i += 5) await write(bucket, keys.slice(i, i + 5));
+      await everyone.promise;
+      for (const subscriber of subscribers) {
+        expect(subscriber.errors).toEqual([]);
+        const want = subscriber.kind === 'prefixed' ? keys.filter((k) => k.startsWith('a')) : keys;
+        expect(subscriber.got.map((c) => c['key'])).toEqual(want);
+        for (const change of subscriber.got) {
+          expect(Object.keys(change).sort()).toEqual(subscriber.kind === 'data' ? ['data', 'key'] : ['key', 'version']);
+          if (subscriber.kind === 'data') expect(change['data']).toEqual({ key: change['key'] });
+          else expect(change['version']).toBe(1);
+        }
+      }
+    } finally {
+      for (const subscriber of subscribers) subscriber.stop();
+      await Promise.all(clients.map((client) => client.dispose()));
+    }
+  });
+});
+
 describe('framing', () => {
   it('delivers messages of every frame length class intact, live and replayed, on one socket', async () => {
     // The node frames its messages itself (server/ws-outbox.ts): lengths under 126 bytes, up to

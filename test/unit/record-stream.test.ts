@@ -7,8 +7,8 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { CLOSED, LiveFeed, OVERFLOW } from '../../src/engine/live-feed.js';
-import { PUSH } from '../../src/engine/async-map.js';
-import { recordStream, type RecordStreamOptions } from '../../src/engine/record-stream.js';
+import { Compositions, FUSE, LATER, mapAsyncIterator, PUSH, type SharedStep } from '../../src/engine/async-map.js';
+import { fusedChains, recordStream, type RecordStreamOptions } from '../../src/engine/record-stream.js';
 import { settle } from './memory-store.js';
 
 // A stream that fails to deliver hangs: fail fast instead of at the suite's 60 s.
@@ -427,6 +427,165 @@ describe('push (the synchronous fast path)', () => {
     expect((await pulled).value).toEqual({ seq: 1 });
     expect(await take(stream, 1)).toEqual([2]);
     await stream.return();
+  });
+});
+
+describe('recordStream fused (the live push path flattened)', () => {
+  /** A stream with a push sink and a fused target; every record is recorded with its path. */
+  function fused(log: Log, steps: readonly SharedStep[], refuse: (value: unknown) => boolean = () => false, options: Partial<RecordStreamOptions<Rec>> = {}) {
+    const stream = log.stream(options);
+    const got: Array<[path: 'push' | 'fused' | 'pull', value: unknown]> = [];
+    stream[PUSH]((record) => {
+      got.push(['push', record.seq]);
+      return true;
+    });
+    const installed = stream[FUSE](steps, {
+      deliver: (value) => {
+        if (refuse(value)) return false;
+        got.push(['fused', value]);
+        return true;
+      },
+    });
+    return { stream, got, installed };
+  }
+
+  it('computes each live record once for every subscriber of one chain, and delivers it to each', async () => {
+    const log = new Log();
+    let computed = 0;
+    const label: SharedStep = { key: 'label', map: (r: Rec) => (computed++, `r${r.seq}`) };
+    const upper: SharedStep = { key: 'upper', map: (s: string) => s.toUpperCase() };
+    const a = fused(log, [label, upper]);
+    const b = fused(log, [label, upper]);
+    const c = fused(log, [label]); // another chain: computed on its own
+    expect([a.installed, b.installed, c.installed]).toEqual([true, true, true]);
+    const pulls = [a, b, c].map(({ stream }) => stream.next());
+    await settle();
+    log.commit(3);
+    expect(a.got).toEqual([['fused', 'R1'], ['fused', 'R2'], ['fused', 'R3']]);
+    expect(b.got).toEqual(a.got);
+    expect(c.got).toEqual([['fused', 'r1'], ['fused', 'r2'], ['fused', 'r3']]);
+    expect(computed).toBe(6); // 3 records x 2 chains, not x 3 subscribers
+    expect(fusedChains(log.feed)).toBe(2);
+    await a.stream.return();
+    expect(fusedChains(log.feed)).toBe(2);
+    for (const { stream } of [b, c]) await stream.return();
+    expect(fusedChains(log.feed)).toBe(0); // nothing of the subscribers' chains is kept
+    for (const pulled of pulls) expect((await pulled).done).toBe(true);
+    expect(log.feed.size).toBe(0);
+  });
+
+  it('sends what the target refuses, or a step cannot do now (LATER) or throws on, the usual way, in order, then resumes', async () => {
+    const log = new Log();
+    const step: SharedStep = {
+      key: 'step',
+      map: (r: Rec) => {
+        if (r.seq === 4) throw new Error('cannot');
+        return r.seq === 3 ? LATER : r.seq;
+      },
+    };
+    const { stream, got } = fused(log, [step], (value) => value === 6);
+    const pulled = stream.next();
+    await settle();
+    log.commit(7);
+    // 3 (LATER), 4 (throws) and 6 (refused by the target) take the push path; nothing twice.
+    expect(got).toEqual([
+      ['fused', 1],
+      ['fused', 2],
+      ['push', 3],
+      ['push', 4],
+      ['fused', 5],
+      ['push', 6],
+      ['fused', 7],
+    ]);
+    await stream.return();
+    expect((await pulled).done).toBe(true);
+  });
+
+  it('leaves a record neither path takes to pull, then fuses again, with no gap and no duplicate', async () => {
+    const log = new Log();
+    const stream = log.stream();
+    const got: Array<[string, number]> = [];
+    stream[PUSH]((record) => {
+      if (record.seq === 2) return false;
+      got.push(['push', record.seq]);
+      return true;
+    });
+    stream[FUSE]([{ key: 'seq', map: (r: Rec) => r.seq }], {
+      deliver: (seq) => {
+        if (seq === 2 || seq === 3) return false;
+        got.push(['fused', seq as number]);
+        return true;
+      },
+    });
+    const first = stream.next();
+    await settle();
+    log.commit(4); // 1 fused; 2 refused by both: queued with 3 and 4 behind it, for pull
+    expect((await first).value).toEqual({ seq: 2 });
+    got.push(['pull', 2]);
+    for (const seq of await take(stream, 2)) got.push(['pull', seq as number]);
+    const last = stream.next();
+    await settle();
+    log.commit(2); // the consumer waits again: fused
+    expect(got).toEqual([
+      ['fused', 1],
+      ['pull', 2],
+      ['pull', 3],
+      ['pull', 4],
+      ['fused', 5],
+      ['fused', 6],
+    ]);
+    await stream.return();
+    expect((await last).done).toBe(true);
+  });
+
+  it('skips records the subscriber may not see, as the other paths do', async () => {
+    const log = new Log();
+    const { stream, got } = fused(log, [{ key: 'seq', map: (r: Rec) => r.seq }], () => false, { accept: (r) => r.seq % 2 === 1 });
+    const pulled = stream.next();
+    await settle();
+    log.commit(5);
+    expect(got).toEqual([
+      ['fused', 1],
+      ['fused', 3],
+      ['fused', 5],
+    ]);
+    await stream.return();
+    expect((await pulled).done).toBe(true);
+  });
+
+  it('is not installed without a push sink, and a layer without a shared step is not fusable', async () => {
+    const log = new Log();
+    const bare = log.stream();
+    expect(bare[FUSE]([], { deliver: () => true })).toBe(false);
+    await bare.return();
+    const source = log.stream();
+    const perSubscriber = mapAsyncIterator(source, (r) => r, (r) => r);
+    const shared = mapAsyncIterator(source, (r) => r, (r) => r, { key: 'same', map: (r) => r });
+    expect(FUSE in perSubscriber).toBe(false);
+    expect(FUSE in shared).toBe(true);
+    await source.return();
+  });
+});
+
+describe('Compositions', () => {
+  it('shares one composition per chain of keys and drops it with its last user', () => {
+    const compositions = new Compositions();
+    const calls: string[] = [];
+    const step = (key: string): SharedStep => ({ key, map: (v: string) => (calls.push(key), `${v}.${key}`) });
+    const a = compositions.acquire([step('x'), step('y')]);
+    const b = compositions.acquire([step('x'), step('y')]);
+    const c = compositions.acquire([step('x,y')]); // not the same chain as ['x', 'y']
+    expect(b).toBe(a);
+    expect(c).not.toBe(a);
+    expect(compositions.size).toBe(2);
+    expect(a.apply('v')).toBe('v.x.y');
+    expect(b.apply('v')).toBe('v.x.y');
+    expect(calls).toEqual(['x', 'y']); // the last item's value is remembered
+    compositions.release(a);
+    expect(compositions.size).toBe(2);
+    compositions.release(b);
+    compositions.release(c);
+    expect(compositions.size).toBe(0);
   });
 });
 

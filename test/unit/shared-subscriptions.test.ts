@@ -4,7 +4,7 @@
  */
 import { buildSchema, GraphQLError, parse, type GraphQLObjectType, type GraphQLSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { PUSH, type Pushable } from '../../src/engine/async-map.js';
+import { FUSE, isFusable, LATER, PUSH, type Pushable, type SharedStep } from '../../src/engine/async-map.js';
 import { LiveFeed } from '../../src/engine/live-feed.js';
 import { shareKey, subscribeShared } from '../../src/server/shared-subscriptions.js';
 
@@ -133,6 +133,54 @@ describe('shared subscription results', () => {
     expect(b![1]).toBe(a![1]);
     expect(c).toEqual([{ data: { items: { id: 'one' } } }, { data: { items: { id: 'two' } } }]);
     expect(d).toEqual([{ data: { items: { id: 'one', label: 'D:one' } } }, { data: { items: { id: 'two', label: 'D:two' } } }]);
+  });
+
+  it('offers a fused step per operation, shared between its subscribers, and none for a selection with variables', async () => {
+    const schema = buildSchema(/* GraphQL */ `
+      type Item { id: ID!, label(prefix: String): String! }
+      type Query { ok: Boolean }
+      type Subscription { items: Item! }
+    `);
+    (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) =>
+      `${args.prefix ?? ''}${item.id}`;
+    const fusedSteps: Array<readonly SharedStep[]> = [];
+    (schema.getSubscriptionType() as GraphQLObjectType).getFields()['items']!.subscribe = () => {
+      const source = {
+        next: () => new Promise<IteratorResult<unknown>>(() => undefined),
+        return: async () => ({ done: true as const, value: undefined }),
+        [Symbol.asyncIterator]: () => source,
+        [PUSH]: () => undefined,
+        [FUSE]: (steps: readonly SharedStep[]) => fusedSteps.push(steps) > 0,
+      };
+      return source;
+    };
+    const target = { deliver: () => true };
+    const open = async (query: string, variables: Record<string, unknown> = {}) => {
+      const stream = await subscribe(schema, query, variables);
+      (stream as unknown as Pushable<unknown>)[PUSH](() => true);
+      return isFusable(stream) && stream[FUSE]([], target);
+    };
+    expect(await open('subscription { items { id label } }')).toBe(true);
+    expect(await open('subscription { items { id label } }')).toBe(true);
+    expect(await open('subscription { items { id } }')).toBe(true);
+    expect(await open('subscription($p: String) { items { id label(prefix: $p) } }', { p: 'D:' })).toBe(false);
+    const [a, b, c] = fusedSteps.map((steps) => steps[0]!);
+    expect(fusedSteps).toHaveLength(3);
+    expect(a!.key).toBe(b!.key);
+    expect(c!.key).not.toBe(a!.key);
+    // The step gives the shared result, the one the push path gives; LATER for a record only
+    // one subscriber sees (executed for it alone, on the push path).
+    const feed = new LiveFeed<Item>();
+    feed.attach(10);
+    feed.attach(10);
+    const item = { id: 'one' };
+    feed.publish(item);
+    const payload = { items: item };
+    const map = a!.map as (payload: unknown) => unknown;
+    expect(map(payload)).toEqual({ data: { items: { id: 'one', label: 'one' } } });
+    expect((b!.map as (payload: unknown) => unknown)(payload)).toBe(map(payload));
+    expect((c!.map as (payload: unknown) => unknown)(payload)).toEqual({ data: { items: { id: 'one' } } });
+    expect(map({ items: { id: 'alone' } })).toBe(LATER);
   });
 
   it('returns the errors of the subscribe phase, masked', async () => {
