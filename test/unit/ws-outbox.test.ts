@@ -115,6 +115,31 @@ describe('Outboxes (server/ws-outbox.ts)', () => {
     expect(full.writes.flatMap((w) => messages(w.data))).toEqual(['<a>', '<c>']);
   });
 
+  it('writes an outbox flushed or forgotten while listed for a pass once, or not at all, and reuses nothing it wrote', async () => {
+    const outboxes = new Outboxes(5);
+    const [a, b, c] = [fakeSocket(), fakeSocket(), fakeSocket()];
+    const [boxA, boxB, boxC] = [a, b, c].map((s) => outboxes.outboxOf(s.socket)!);
+    expect(outboxes.deliver(boxA!, ...parts('a1'), 1 << 20)).toBe(true);
+    expect(outboxes.deliver(boxB!, ...parts('b1'), 1 << 20)).toBe(true);
+    expect(outboxes.deliver(boxC!, ...parts('c1'), 1 << 20)).toBe(true);
+    outboxes.flush(a.socket); // written now; still listed for the pass, which finds it empty
+    outboxes.forget(b.socket); // closed: its pass must not write it
+    b.fake.readyState = 3;
+    await until(() => c.writes.length === 1);
+    expect(a.writes.map((w) => messages(w.data))).toEqual([['<a1>']]);
+    expect(b.writes).toEqual([]);
+    expect(messages(c.writes[0]!.data)).toEqual(['<c1>']);
+    // A backlog of many messages goes out whole, in order, and the next pass starts afresh:
+    // what was written is not written again (the parts array is reused).
+    const many = Array.from({ length: 400 }, (_, i) => `m${i}`);
+    for (const text of many) expect(outboxes.deliver(boxA!, ...parts(text), 1 << 20)).toBe(true);
+    await until(() => a.writes.length === 2);
+    expect(messages(a.writes[1]!.data)).toEqual(many.map((m) => `<${m}>`));
+    expect(outboxes.deliver(boxA!, ...parts('last'), 1 << 20)).toBe(true);
+    await until(() => a.writes.length === 3);
+    expect(messages(a.writes[2]!.data)).toEqual(['<last>']);
+  });
+
   it('keeps replies and deliveries of one socket in the order they were queued', async () => {
     const outboxes = new Outboxes(20);
     const s = fakeSocket();
