@@ -233,8 +233,9 @@ export function acknowledge(rec: KeyRecord, ccid: string, outcome: Outcome, ctx:
         return { rec: settle({ ...rec, sent: null, unsent: null, view: rec.ghost.data, refusals: 0 }, ctx), effects: [dropped] };
       }
       // Our base is not the server's (MISSING_ENTITY: deleted meanwhile; BAD_VERSION: another
-      // version, in an OPTIMISTIC bucket). The answer does not say which version the server
-      // was at, and the ghost may already be past it, so the ghost stays; the edits stay in
+      // version, in an OPTIMISTIC bucket). A BAD_VERSION answer carries the server's entity, but
+      // the ghost may already be past it and the stream must stay the one source of versions
+      // here, so the ghost stays; the edits stay in
       // the view and are resent as one new change once the state has been pulled: on a
       // tombstone as a create (a local edit wins over a concurrent delete), and a delete of
       // what is gone is nothing to send.

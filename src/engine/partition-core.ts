@@ -652,8 +652,22 @@ export function passes(check: () => void): boolean {
   }
 }
 
-export function badVersion(message: string): SyncError {
-  return new SyncError(ErrorCode.BAD_VERSION, message);
+/**
+ * BAD_VERSION, with the entity as it is: the answer carries it (ChangeResult.entity), so a client
+ * can rebase at once instead of pulling first.
+ */
+export class BadVersion extends SyncError {
+  constructor(
+    message: string,
+    readonly key: string,
+    readonly current: EntityState,
+  ) {
+    super(ErrorCode.BAD_VERSION, message);
+  }
+}
+
+export function badVersion(message: string, key: string, current: EntityState): BadVersion {
+  return new BadVersion(message, key, current);
 }
 
 /** What an entity stores of a key's converged state (model/converge.ts). */

@@ -51,6 +51,7 @@ import {
   type PushEventsOutcome,
   type RecordBase,
   type Resume,
+  BadVersion,
   badVersion,
   covers,
   cursorFor,
@@ -135,7 +136,7 @@ export class Partition extends CollectingPartition {
             error: { code: error.code, message: error.message },
             duplicate: false,
             noop: false,
-            entity: null,
+            entity: error instanceof BadVersion ? this.entityView(error.key, error.current) : null,
           });
         }
       }
@@ -308,17 +309,17 @@ export class Partition extends CollectingPartition {
       } else {
         const local = this.localDiff({}, body);
         // Two offline devices created the same key: a concurrent edit from an empty base.
-        if (config.conflictMode === 'OPTIMISTIC') throw badVersion(`${key} already exists at version ${alive.version}`);
+        if (config.conflictMode === 'OPTIMISTIC') throw badVersion(`${key} already exists at version ${alive.version}`, key, alive);
         data = applyDiff(alive.data, transform(local, diffObjects({}, alive.data), {}, true));
       }
     } else {
       if (alive === undefined) throw new SyncError(ErrorCode.MISSING_ENTITY, `${key} does not exist`);
-      if (from > alive.version) throw badVersion(`baseVersion ${from} is newer than ${key}'s version ${alive.version}`);
+      if (from > alive.version) throw badVersion(`baseVersion ${from} is newer than ${key}'s version ${alive.version}`, key, alive);
       if (from === alive.version) {
         data = 'data' in body ? body.data : applyDiff(alive.data, body.diff);
       } else {
         if (config.conflictMode === 'OPTIMISTIC') {
-          throw badVersion(`${key} is at version ${alive.version}: pull before pushing`);
+          throw badVersion(`${key} is at version ${alive.version}: pull before pushing`, key, alive);
         }
         if (baseState !== undefined && baseState.data !== null) {
           // Rebase: the client's edit, transformed over everything since its base (later wins).
@@ -359,7 +360,7 @@ export class Partition extends CollectingPartition {
     if (current === undefined || current.deleted) throw new SyncError(ErrorCode.MISSING_ENTITY, `${key} does not exist`);
     // Only the most recent version may be deleted (Simperium); null means "whatever is current".
     if (baseVersion !== null && baseVersion !== current.version) {
-      throw badVersion(`${key} is at version ${current.version}, not ${baseVersion}`);
+      throw badVersion(`${key} is at version ${current.version}, not ${baseVersion}`, key, current);
     }
     const version = current.version + 1;
     return this.record(meta, config, key, current, base, 'DELETE', version, null, null);

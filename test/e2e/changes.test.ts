@@ -109,9 +109,16 @@ describe('per-change errors', () => {
     const bucket = freshBucket();
     await one(bucket, { key: 'k', op: 'MODIFY', data: { a: 1 } });
     await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 1, data: { a: 2 } });
-    expect((await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 5, data: { a: 3 } })).error?.code).toBe('BAD_VERSION');
-    expect((await one(bucket, { key: 'k', op: 'DELETE', baseVersion: 1 })).error?.code).toBe('BAD_VERSION');
+    const newer = await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 5, data: { a: 3 } });
+    expect(newer.error?.code).toBe('BAD_VERSION');
+    // The refusal carries the entity as it is, to rebase on.
+    expect(newer).toMatchObject({ change: null, entity: { key: 'k', version: 2, data: { a: 2 }, deleted: false } });
+    const stale = await one(bucket, { key: 'k', op: 'DELETE', baseVersion: 1 });
+    expect(stale.error?.code).toBe('BAD_VERSION');
+    expect(stale.entity).toMatchObject({ version: 2, data: { a: 2 } });
     expect((await entity(bucket, 'k'))!.version).toBe(2);
+    // Other refusals carry none.
+    expect((await one(bucket, { key: 'gone', op: 'MODIFY', baseVersion: 1, data: { a: 1 } })).entity).toBeNull();
   });
 
   it('MISSING_ENTITY for modifying or deleting what does not exist or is deleted', async () => {
@@ -273,8 +280,12 @@ describe('concurrent edits merge (Simperium semantics)', () => {
     expect(configured.configureBucket.config.conflictMode).toBe('OPTIMISTIC');
     await one(bucket, { key: 'k', op: 'MODIFY', data: { a: 1 } });
     await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 1, data: { a: 2 } });
-    expect((await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 1, data: { b: 1 } })).error?.code).toBe('BAD_VERSION');
-    expect((await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 0, data: { b: 1 } })).error?.code).toBe('BAD_VERSION');
+    const stale = await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 1, data: { b: 1 } });
+    expect(stale.error?.code).toBe('BAD_VERSION');
+    expect(stale.entity).toMatchObject({ version: 2, data: { a: 2 } });
+    const created = await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 0, data: { b: 1 } });
+    expect(created.error?.code).toBe('BAD_VERSION');
+    expect(created.entity).toMatchObject({ version: 2, data: { a: 2 } });
     expect((await one(bucket, { key: 'k', op: 'MODIFY', baseVersion: 2, data: { a: 3 } })).error).toBeNull();
   });
 
