@@ -21,6 +21,7 @@ function payloads<K extends string, T extends Sequenced>(
   records: AsyncGenerator<T | typeof OVERFLOW, void, undefined>,
   onOverflow: () => void,
 ): AsyncGenerator<{ [key in K]: T }, void, undefined> {
+  const live = (record: T | typeof OVERFLOW) => (record === OVERFLOW ? LATER : (livePayload(field, record) as { [key in K]: T }));
   return mapAsyncIterator(
     records,
     (record) => {
@@ -32,8 +33,9 @@ function payloads<K extends string, T extends Sequenced>(
       }
       return { [field]: record } as { [key in K]: T };
     },
-    (record) => (record === OVERFLOW ? LATER : (livePayload(field, record) as { [key in K]: T })),
-    { key: `payload ${field}`, map: (record) => (record === OVERFLOW ? LATER : (livePayload(field, record) as { [key in K]: T })) },
+    live,
+    // The same for every subscriber of the field: fusable (engine/async-map.ts).
+    { key: `payload ${field}`, map: live },
   );
 }
 

@@ -44,6 +44,18 @@ function setup() {
   return { feed, schema, labelCalls: () => labelCalls };
 }
 
+/** A schema whose subscription the test wires itself, with a field that takes an argument. */
+function labelSchema(): GraphQLSchema {
+  const schema = buildSchema(/* GraphQL */ `
+    type Item { id: ID!, label(prefix: String): String! }
+    type Query { ok: Boolean }
+    type Subscription { items: Item! }
+  `);
+  (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) =>
+    `${args.prefix ?? ''}${item.id}`;
+  return schema;
+}
+
 const maskError = (e: unknown) => (e instanceof GraphQLError ? e : new GraphQLError(String(e)));
 
 async function subscribe(schema: GraphQLSchema, query: string, variables: Record<string, unknown>) {
@@ -90,13 +102,7 @@ describe('shared subscription results', () => {
     // A source that pushes (as engine/record-stream.ts does for live records), so the results
     // take the synchronous path, which remembers the last shared result.
     const sinks: Array<(value: unknown) => boolean> = [];
-    const schema = buildSchema(/* GraphQL */ `
-      type Item { id: ID!, label(prefix: String): String! }
-      type Query { ok: Boolean }
-      type Subscription { items: Item! }
-    `);
-    (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) =>
-      `${args.prefix ?? ''}${item.id}`;
+    const schema = labelSchema();
     (schema.getSubscriptionType() as GraphQLObjectType).getFields()['items']!.subscribe = () => {
       const source = {
         next: () => new Promise<IteratorResult<unknown>>(() => undefined),
@@ -136,13 +142,7 @@ describe('shared subscription results', () => {
   });
 
   it('offers a fused step per operation, shared between its subscribers, and none for a selection with variables', async () => {
-    const schema = buildSchema(/* GraphQL */ `
-      type Item { id: ID!, label(prefix: String): String! }
-      type Query { ok: Boolean }
-      type Subscription { items: Item! }
-    `);
-    (schema.getType('Item') as GraphQLObjectType).getFields()['label']!.resolve = (item: Item, args: { prefix?: string | null }) =>
-      `${args.prefix ?? ''}${item.id}`;
+    const schema = labelSchema();
     const fusedSteps: Array<readonly SharedStep[]> = [];
     (schema.getSubscriptionType() as GraphQLObjectType).getFields()['items']!.subscribe = () => {
       const source = {
