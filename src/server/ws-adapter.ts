@@ -96,8 +96,9 @@ export function serveGraphQLWs<P extends Record<string, unknown> | undefined>(
         const prefix = Buffer.from(`{"id":${JSON.stringify(target.id)},"type":"next","payload":`);
         const outbox = outboxes.outboxOf(target.socket);
         if (outbox !== undefined) {
-          result[PUSH]((next) => next.errors === undefined && outboxes.deliver(outbox, prefix, payloadBuffer(next), CLOSE_BRACE, bufferedBytesMax));
-          if (isFusable(result)) result[FUSE]([encodeStep], new OutboxTarget(outboxes, outbox, prefix, bufferedBytesMax));
+          const socketTarget = new OutboxTarget(outboxes, outbox, prefix, bufferedBytesMax);
+          result[PUSH]((next) => next.errors === undefined && socketTarget.deliver(payloadBuffer(next)));
+          if (isFusable(result)) result[FUSE]([encodeStep], socketTarget);
         } else {
           result[PUSH]((next) => sendNow(target.socket, prefix, next));
         }

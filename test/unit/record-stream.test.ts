@@ -432,10 +432,17 @@ describe('push (the synchronous fast path)', () => {
 
 describe('recordStream fused (the live push path flattened)', () => {
   /** A stream with a push sink and a fused target; every record is recorded with its path. */
-  function fused(log: Log, steps: readonly SharedStep[], refuse: (value: unknown) => boolean = () => false, options: Partial<RecordStreamOptions<Rec>> = {}) {
+  function fused(
+    log: Log,
+    steps: readonly SharedStep[],
+    refuse: (value: unknown) => boolean = () => false,
+    options: Partial<RecordStreamOptions<Rec>> = {},
+    refusePush: (seq: number) => boolean = () => false,
+  ) {
     const stream = log.stream(options);
     const got: Array<[path: 'push' | 'fused' | 'pull', value: unknown]> = [];
     stream[PUSH]((record) => {
+      if (refusePush(record.seq)) return false;
       got.push(['push', record.seq]);
       return true;
     });
@@ -503,26 +510,19 @@ describe('recordStream fused (the live push path flattened)', () => {
 
   it('leaves a record neither path takes to pull, then fuses again, with no gap and no duplicate', async () => {
     const log = new Log();
-    const stream = log.stream();
-    const got: Array<[string, number]> = [];
-    stream[PUSH]((record) => {
-      if (record.seq === 2) return false;
-      got.push(['push', record.seq]);
-      return true;
-    });
-    stream[FUSE]([{ key: 'seq', map: (r: Rec) => r.seq }], {
-      deliver: (seq) => {
-        if (seq === 2 || seq === 3) return false;
-        got.push(['fused', seq as number]);
-        return true;
-      },
-    });
+    const { stream, got } = fused(
+      log,
+      [{ key: 'seq', map: (r: Rec) => r.seq }],
+      (seq) => seq === 2 || seq === 3,
+      {},
+      (seq) => seq === 2,
+    );
     const first = stream.next();
     await settle();
     log.commit(4); // 1 fused; 2 refused by both: queued with 3 and 4 behind it, for pull
     expect((await first).value).toEqual({ seq: 2 });
     got.push(['pull', 2]);
-    for (const seq of await take(stream, 2)) got.push(['pull', seq as number]);
+    for (const seq of await take(stream, 2)) got.push(['pull', seq]);
     const last = stream.next();
     await settle();
     log.commit(2); // the consumer waits again: fused
