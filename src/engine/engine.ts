@@ -25,6 +25,8 @@ export interface EngineOptions extends Omit<EngineContext, 'nodeId' | 'clock'>, 
 export class Engine {
   private readonly partitions = new Map<string, Promise<Partition>>();
   private readonly opened = new Map<string, Partition>();
+  /** Per partition id, how many times it was asked for: whether anyone else used it meanwhile. */
+  private readonly asked = new Map<string, number>();
   private closing = false;
 
   private constructor(
@@ -47,7 +49,6 @@ export class Engine {
     return this.ctx.nodeId;
   }
 
-  /** The partition of `bucket` in `app`, opened on first use. Throws INVALID_INPUT on bad names. */
   /**
    * The buckets of `app` that hold something (durably), sorted: across all their instances, or
    * only `owner`'s private ones.
@@ -97,13 +98,14 @@ export class Engine {
     const appId = normaliseAppId(app);
     const user = owner === null ? null : normaliseUsername(owner, 'user');
     const id = partitionId(appId, bucket, user);
+    this.asked.set(id, (this.asked.get(id) ?? 0) + 1);
     let partition = this.partitions.get(id);
     if (partition === undefined) {
       partition = Partition.open(appId, bucket, user, this.store, this.ctx);
       this.partitions.set(id, partition);
       partition.then(
         (p) => this.opened.set(id, p),
-        () => this.partitions.delete(id),
+        () => this.forget(id),
       );
     }
     return partition;
@@ -146,8 +148,7 @@ export class Engine {
         partition.close();
         await partition.settle();
       }
-      this.partitions.delete(id);
-      this.opened.delete(id);
+      this.forget(id);
     }
     await this.store.purge(new PartitionLayout(id).base);
     const ops: StagedOp[] = [{ type: 'del', key: registry.bucket(appId, bucket, user) }];
@@ -187,23 +188,60 @@ export class Engine {
   async collectHistory(now: number, budget = Number.POSITIVE_INFINITY, stable?: (id: string) => VersionVector | undefined): Promise<HistoryCollected> {
     const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, cleared: 0, ccids: 0, done: true };
     for (const id of await this.partitionIds()) {
-      const partition = await this.partitionById(id);
-      const vector = this.ctx.keepClearedLog === true ? stable?.(id) : undefined;
-      // Nothing stable yet: nothing a pass could remove.
-      if (this.ctx.keepClearedLog === true && (vector === undefined || Object.keys(vector).length === 0)) continue;
-      for (;;) {
-        if (this.closing) return { ...total, done: false };
-        if (total.scanned >= budget) return { ...total, done: false };
-        const pass = await partition.collectHistory(now, Math.min(1000, budget - total.scanned), vector);
-        total.scanned += pass.scanned;
-        total.superseded += pass.superseded;
-        total.tombstones += pass.tombstones;
-        total.cleared += pass.cleared;
-        total.ccids += pass.ccids;
-        if (pass.done) break;
+      const wasOpen = this.partitions.has(id);
+      const opening = this.partitionById(id);
+      // Counted when the round asks, not once it has the partition: a request may ask meanwhile.
+      const asked = this.asked.get(id);
+      const partition = await opening;
+      try {
+        const vector = this.ctx.keepClearedLog === true ? stable?.(id) : undefined;
+        // Nothing stable yet: nothing a pass could remove.
+        if (this.ctx.keepClearedLog === true && (vector === undefined || Object.keys(vector).length === 0)) continue;
+        for (;;) {
+          if (this.closing) return { ...total, done: false };
+          if (total.scanned >= budget) return { ...total, done: false };
+          const pass = await partition.collectHistory(now, Math.min(1000, budget - total.scanned), vector);
+          total.scanned += pass.scanned;
+          total.superseded += pass.superseded;
+          total.tombstones += pass.tombstones;
+          total.cleared += pass.cleared;
+          total.ccids += pass.ccids;
+          if (pass.done) break;
+        }
+      } finally {
+        // A round visits every partition the node holds: keeping open those it opened would make
+        // every bucket ever written resident after the first round (a few KiB each).
+        if (!wasOpen) await this.release(id, partition, asked);
       }
     }
     return total;
+  }
+
+  /**
+   * Closes a partition the caller opened and alone used (nobody asked for it since `asked`), once
+   * its work is durable and if it has no live subscribers. A replica's stays open: the cluster
+   * reads its vectors between rounds (replication/stability.ts).
+   */
+  private async release(id: string, partition: Partition, asked: number | undefined): Promise<void> {
+    if (this.ctx.keepClearedLog === true) return;
+    await partition.settle();
+    // From here to the end nothing awaits: no one can take the partition in between.
+    if (this.closing || this.asked.get(id) !== asked || this.opened.get(id) !== partition) return;
+    if (partition.changeFeed.size + partition.eventFeed.size > 0) return;
+    partition.retire();
+    partition.close();
+    this.forget(id);
+  }
+
+  private forget(id: string): void {
+    this.partitions.delete(id);
+    this.opened.delete(id);
+    this.asked.delete(id);
+  }
+
+  /** How many partitions are open in memory. */
+  get openCount(): number {
+    return this.opened.size;
   }
 
   /** The partition `id` if it is open here (no store read). */
@@ -211,12 +249,12 @@ export class Engine {
     return this.opened.get(id);
   }
 
-  /** Live subscriptions, and the records waiting in their queues (total, and the longest queue). */
   /** The read cache's use (StagedStore.cacheStats), for metrics. */
   cacheStats(): ReturnType<StagedStore['cacheStats']> {
     return this.store.cacheStats();
   }
 
+  /** Live subscriptions, and the records waiting in their queues (total, and the longest queue). */
   subscriptionStats(): { live: number; queued: number; queuedMax: number } {
     let live = 0;
     let queued = 0;

@@ -18,6 +18,7 @@ export interface MetricSources {
   peers?: () => Array<{ peer: string; lagRecords: number; handoffPartitions: number }>;
   dataDir?: string;
   cache?: () => { bytes: number; budget: number; entries: number; hits: number; misses: number };
+  partitionsOpen?: () => number;
 }
 
 export type ChangeResultKind = 'applied' | 'duplicate' | 'noop' | 'rejected';
@@ -142,6 +143,14 @@ export class Metrics {
       collect() {
         this.reset();
         for (const peer of sources().peers?.() ?? []) this.set({ peer: peer.peer }, peer.handoffPartitions);
+      },
+    });
+    new Gauge({
+      name: 'syncgraph_partitions_open',
+      help: 'Bucket instances (partitions) open in memory on this node: those in use since it started (a history round closes again those it opened itself)',
+      registers,
+      collect() {
+        this.set(sources().partitionsOpen?.() ?? 0);
       },
     });
     new Gauge({

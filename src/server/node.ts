@@ -120,7 +120,7 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
     onCallbackError: (error) => log.error({ err: error }, 'publishing a durable change failed'),
     onBatch: (_submissions, ops, durationMs) => metrics.observeCommit(ops, durationMs),
   });
-  metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats(), cache: () => engine.cacheStats() });
+  metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats(), cache: () => engine.cacheStats(), partitionsOpen: () => engine.openCount });
   // History collection rounds, one at a time. A cluster's replicas collect only what is causally
   // stable across the replicas of each partition (Cluster.stableVector; `cluster` is set below).
   let collecting: Promise<void> | undefined;

@@ -69,3 +69,29 @@ describe('history collection', () => {
     await back.close();
   });
 });
+
+describe("a node's history rounds", () => {
+  it('close again the buckets they opened: a restarted node holds in memory only the buckets in use', async () => {
+    const first = await startNodeProcess();
+    for (const bucket of ['p1', 'p2', 'p3']) {
+      for (const n of [1, 2]) {
+        const [result] = (await gqlData(first, SubmitChanges, { bucket, changes: [{ ccid: ccid(), key: 'k', op: 'MODIFY', data: { n } }] })).submitChanges;
+        expect(result!.error).toBeNull();
+      }
+    }
+    expect(await first.stop()).toBe(0);
+    // Restarted with collection on: every round opens the three buckets to look at their history.
+    const again = await startNodeProcess({
+      dataDir: first.dataDir,
+      adminKey: first.adminKey,
+      args: ['--history-horizon-seconds', '1', '--ccid-window-seconds', '1', '--history-interval-seconds', '1'],
+    });
+    const metrics = async () => scrape(again.url, again.adminKey);
+    // Each bucket's first record, superseded by its second (the head, kept).
+    await expect.poll(async () => metric(await metrics(), 'syncgraph_history_collected_total', { kind: 'superseded' }), { timeout: 15_000, interval: 250 }).toBe(3);
+    expect(metric(await metrics(), 'syncgraph_partitions_open')).toBe(0);
+    const page = await gqlData(again, ChangesPage, { bucket: 'p2', limit: 10 });
+    expect(page.changes.changes.map((c) => c.version)).toEqual([2]);
+    expect(metric(await metrics(), 'syncgraph_partitions_open')).toBe(1);
+  });
+});

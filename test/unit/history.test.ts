@@ -6,9 +6,11 @@
  * leaves exactly the latest record of each live entity among the old ones.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import type { Engine } from '../../src/engine/engine.js';
 import type { Partition } from '../../src/engine/partition.js';
 import { openTestEngine } from './engine-fixture.js';
+import { MemoryStore } from './memory-store.js';
 
 const HOUR = 3_600_000;
 const admin = { admin: true };
@@ -236,5 +238,76 @@ describe('history collection', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("a node's history round", () => {
+  const history = { horizonMs: HOUR, ccidWindowMs: HOUR };
+
+  /** Three buckets written and the engine closed, then a new engine on the same store: nothing open. */
+  async function reopened() {
+    const store = new MemoryStore();
+    let now = 1_700_000_000_000;
+    const options = { now: () => now, history };
+    const first = await openTestEngine(store, options);
+    for (const bucket of ['a', 'b', 'c']) {
+      const partition = await first.partition('default', bucket);
+      for (const [ccid, v] of [[`${bucket}0000001`, 1], [`${bucket}0000002`, 2]] as const) {
+        const [result] = await partition.submitChanges([{ ccid, key: 'k', op: 'MODIFY', data: { v } }], null, admin);
+        expect(result!.error).toBeNull();
+      }
+    }
+    await first.close();
+    now += 2 * HOUR;
+    return { engine: await openTestEngine(store, options), now: () => now };
+  }
+
+  it('lets go of the partitions it opened itself, and one let go of opens again as it was', async () => {
+    const { engine, now } = await reopened();
+    const kept = await engine.partition('default', 'b');
+    const collected = await engine.collectHistory(now());
+    expect(collected).toMatchObject({ superseded: 3, done: true });
+    expect(engine.openedPartition('default/a')).toBeUndefined();
+    expect(engine.openedPartition('default/c')).toBeUndefined();
+    expect(engine.openedPartition('default/b')).toBe(kept);
+
+    const a = await engine.partition('default', 'a');
+    expect((await allChanges(a)).map((c) => [c.key, c.version])).toEqual([['k', 2]]);
+    // The log's head keeps its ccid (a retry is still a duplicate), and versions go on.
+    const [retried] = await a.submitChanges([{ ccid: 'a0000002', key: 'k', op: 'MODIFY', data: { v: 2 } }], null, admin);
+    expect(retried).toMatchObject({ duplicate: true, change: { version: 2 } });
+    const [next] = await a.submitChanges([{ ccid: 'a0000003', key: 'k', op: 'MODIFY', baseVersion: 2, data: { v: 3 } }], null, admin);
+    expect(next).toMatchObject({ duplicate: false, change: { version: 3 } });
+  });
+
+  /** Runs `meanwhile` with partition `id` as soon as the round has opened it, before the round goes on. */
+  function onOpen(engine: Engine, id: string, meanwhile: (partition: Partition) => void): void {
+    const open = engine.partitionById.bind(engine);
+    vi.spyOn(engine, 'partitionById').mockImplementation(async (asked) => {
+      const partition = await open(asked);
+      if (asked === id) meanwhile(partition);
+      return partition;
+    });
+  }
+
+  it('keeps open a partition a request asked for while the round had it, and the write lands', async () => {
+    const { engine, now } = await reopened();
+    let request: Promise<Partition> | undefined;
+    onOpen(engine, 'default/c', () => (request = engine.partition('default', 'c')));
+    await engine.collectHistory(now());
+    const c = await request!;
+    expect(engine.openedPartition('default/c')).toBe(c);
+    const [written] = await c.submitChanges([{ ccid: 'c0000003', key: 'k', op: 'MODIFY', baseVersion: 2, data: { v: 3 } }], null, admin);
+    expect(written).toMatchObject({ duplicate: false, change: { version: 3 } });
+  });
+
+  it('keeps open a partition opened before the round, or with a live subscriber', async () => {
+    const { engine, now } = await reopened();
+    const before = engine.partition('default', 'b');
+    onOpen(engine, 'default/a', (a) => a.changeFeed.attach(10));
+    await engine.collectHistory(now());
+    expect(engine.openedPartition('default/a')?.changeFeed.size).toBe(1);
+    expect(engine.openedPartition('default/b')).toBe(await before);
+    expect(engine.openedPartition('default/c')).toBeUndefined();
   });
 });
