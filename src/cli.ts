@@ -121,7 +121,7 @@ export function cli(argv: string[]): Command {
     .addOption(new Option('--metrics-token <secret>', 'bearer token for GET /metrics only, for Prometheus (16+ characters; the admin key works too)').env('SYNCGRAPH_METRICS_TOKEN'))
     .addOption(new Option('--history-horizon-seconds <s>', 'collect superseded change records and tombstones older than this (default 30 days; in a cluster, once stable on every replica)').argParser(positive).env('SYNCGRAPH_HISTORY_HORIZON_SECONDS'))
     .addOption(new Option('--ccid-window-seconds <s>', 'remember each ccid (retries answered duplicate) at least this long (default 30 days)').argParser(positive).env('SYNCGRAPH_CCID_WINDOW_SECONDS'))
-    .addOption(new Option('--history-interval-seconds <s>', 'run history collection this often (default 60)').argParser(positive).env('SYNCGRAPH_HISTORY_INTERVAL_SECONDS'))
+    .addOption(new Option('--history-interval-seconds <s>', 'run history collection (and, on a single node, close buckets idle since the last round) this often (default 60)').argParser(positive).env('SYNCGRAPH_HISTORY_INTERVAL_SECONDS'))
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .action(async (given: StartOptions, command: Command) => {
       let config: StartConfig;

@@ -27,6 +27,8 @@ export class Engine {
   private readonly opened = new Map<string, Partition>();
   /** Per partition id, how many times it was asked for: whether anyone else used it meanwhile. */
   private readonly asked = new Map<string, number>();
+  /** `asked` of each open partition at the last `closeIdle`. */
+  private idleMarks = new Map<string, number | undefined>();
   private closing = false;
 
   private constructor(
@@ -92,16 +94,39 @@ export class Engine {
   }
 
   /** The partition of `bucket` in `app`: the app's own, or `owner`'s private instance. */
-  async partition(app: string, bucket: string, owner: string | null = null): Promise<Partition> {
-    if (this.closing) throw new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down');
+  partition(app: string, bucket: string, owner: string | null = null): Promise<Partition> {
+    return this.named(app, bucket, owner, true);
+  }
+
+  /** A partition by its id (`{app}/{bucket}` or `{app}/{bucket}/{owner}`, as replicas name them). */
+  partitionById(id: string): Promise<Partition> {
+    return this.byId(id, true);
+  }
+
+  private byId(id: string, ask: boolean): Promise<Partition> {
+    const parts = id.split('/');
+    if (parts.length < 2 || parts.length > 3) throw new SyncError(ErrorCode.INVALID_INPUT, `not a partition id: ${id}`);
+    return this.named(parts[0]!, parts[1]!, parts[2] ?? null, ask);
+  }
+
+  private async named(app: string, bucket: string, owner: string | null, ask: boolean): Promise<Partition> {
     validateBucketName(bucket);
     const appId = normaliseAppId(app);
     const user = owner === null ? null : normaliseUsername(owner, 'user');
-    const id = partitionId(appId, bucket, user);
-    this.asked.set(id, (this.asked.get(id) ?? 0) + 1);
+    return this.open(appId, bucket, user, ask);
+  }
+
+  /**
+   * Opens a partition on first use. `ask` counts the use (`asked`): a history round's visit does
+   * not, so that a partition only the rounds look at still counts as idle.
+   */
+  private open(app: string, bucket: string, user: string | null, ask: boolean): Promise<Partition> {
+    if (this.closing) return Promise.reject(new SyncError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down'));
+    const id = partitionId(app, bucket, user);
+    if (ask) this.asked.set(id, (this.asked.get(id) ?? 0) + 1);
     let partition = this.partitions.get(id);
     if (partition === undefined) {
-      partition = Partition.open(appId, bucket, user, this.store, this.ctx);
+      partition = Partition.open(app, bucket, user, this.store, this.ctx);
       this.partitions.set(id, partition);
       partition.then(
         (p) => this.opened.set(id, p),
@@ -109,13 +134,6 @@ export class Engine {
       );
     }
     return partition;
-  }
-
-  /** A partition by its id (`{app}/{bucket}` or `{app}/{bucket}/{owner}`, as replicas name them). */
-  partitionById(id: string): Promise<Partition> {
-    const parts = id.split('/');
-    if (parts.length < 2 || parts.length > 3) throw new SyncError(ErrorCode.INVALID_INPUT, `not a partition id: ${id}`);
-    return this.partition(parts[0]!, parts[1]!, parts[2] ?? null);
   }
 
   /** The ids of every partition that holds something here (durably), sorted. */
@@ -189,10 +207,9 @@ export class Engine {
     const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, cleared: 0, ccids: 0, done: true };
     for (const id of await this.partitionIds()) {
       const wasOpen = this.partitions.has(id);
-      const opening = this.partitionById(id);
-      // Counted when the round asks, not once it has the partition: a request may ask meanwhile.
+      // Read before the round has the partition: a request may ask for it meanwhile.
       const asked = this.asked.get(id);
-      const partition = await opening;
+      const partition = await this.byId(id, false);
       try {
         const vector = this.ctx.keepClearedLog === true ? stable?.(id) : undefined;
         // Nothing stable yet: nothing a pass could remove.
@@ -218,25 +235,46 @@ export class Engine {
   }
 
   /**
+   * Closes the partitions nobody asked for since the last call, and with no live subscriber (on a
+   * single node; see `release`). Called every history interval, it keeps in memory the buckets
+   * in use, not every bucket used since the node started. Says how many it closed.
+   */
+  async closeIdle(): Promise<number> {
+    const previous = this.idleMarks;
+    this.idleMarks = new Map();
+    const idle: Array<[string, Partition, number | undefined]> = [];
+    for (const [id, partition] of this.opened) {
+      const asked = this.asked.get(id);
+      this.idleMarks.set(id, asked);
+      if (previous.has(id) && previous.get(id) === asked) idle.push([id, partition, asked]);
+    }
+    let closed = 0;
+    for (const [id, partition, asked] of idle) if (await this.release(id, partition, asked)) closed++;
+    return closed;
+  }
+
+  /**
    * Closes a partition the caller opened and alone used (nobody asked for it since `asked`), once
    * its work is durable and if it has no live subscribers. A replica's stays open: the cluster
    * reads its vectors between rounds (replication/stability.ts).
    */
-  private async release(id: string, partition: Partition, asked: number | undefined): Promise<void> {
-    if (this.ctx.keepClearedLog === true) return;
+  private async release(id: string, partition: Partition, asked: number | undefined): Promise<boolean> {
+    if (this.ctx.keepClearedLog === true) return false;
     await partition.settle();
     // From here to the end nothing awaits: no one can take the partition in between.
-    if (this.closing || this.asked.get(id) !== asked || this.opened.get(id) !== partition) return;
-    if (partition.changeFeed.size + partition.eventFeed.size > 0) return;
+    if (this.closing || this.asked.get(id) !== asked || this.opened.get(id) !== partition) return false;
+    if (partition.changeFeed.size + partition.eventFeed.size > 0) return false;
     partition.retire();
     partition.close();
     this.forget(id);
+    return true;
   }
 
   private forget(id: string): void {
     this.partitions.delete(id);
     this.opened.delete(id);
     this.asked.delete(id);
+    this.idleMarks.delete(id);
   }
 
   /** How many partitions are open in memory. */

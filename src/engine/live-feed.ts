@@ -5,6 +5,7 @@
  */
 export class LiveFeed<T extends object> {
   private readonly queues = new Set<FeedQueue<T>>();
+  private closed = false;
 
   publish(item: T): void {
     if (this.queues.size > 1) published.add(item);
@@ -18,11 +19,15 @@ export class LiveFeed<T extends object> {
       onDetach?.();
     });
     this.queues.add(queue);
+    // A subscriber that took the partition just before it was closed must not wait for records
+    // that now go to the partition's next instance: it ends, and resumes from its cursor.
+    if (this.closed) queue.close();
     return queue;
   }
 
-  /** Ends every subscription (shutdown, bucket dropped...). */
+  /** Ends every subscription, and any attached later: the partition is closed (shutdown, purge, released). */
   closeAll(): void {
+    this.closed = true;
     for (const queue of [...this.queues]) queue.close();
   }
 

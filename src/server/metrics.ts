@@ -147,7 +147,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'syncgraph_partitions_open',
-      help: 'Bucket instances (partitions) open in memory on this node: those in use since it started (a history round closes again those it opened itself)',
+      help: 'Bucket instances (partitions) open in memory on this node (a single node closes those idle for a history interval)',
       registers,
       collect() {
         this.set(sources().partitionsOpen?.() ?? 0);

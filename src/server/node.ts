@@ -123,13 +123,18 @@ export async function startNode(input: NodeOptions, logger?: Logger): Promise<Ru
   metrics.attach({ dataDir: join(options.dataDir, 'db'), subscriptions: () => engine.subscriptionStats(), cache: () => engine.cacheStats(), partitionsOpen: () => engine.openCount });
   // History collection rounds, one at a time. A cluster's replicas collect only what is causally
   // stable across the replicas of each partition (Cluster.stableVector; `cluster` is set below).
+  // After each round a single node closes the partitions no one used for a whole interval.
   let collecting: Promise<void> | undefined;
   const historyTimer = setInterval(() => {
     collecting ??= engine
       .collectHistory(Date.now(), Number.POSITIVE_INFINITY, options.cluster === undefined ? undefined : (id) => cluster?.stableVector(id))
-      .then((round) => {
+      .then(async (round) => {
         metrics.historyCollected(round);
         if (round.superseded + round.tombstones + round.cleared + round.ccids > 0) log.debug({ ...round }, 'history collected');
+        if (options.cluster === undefined) {
+          const closed = await engine.closeIdle();
+          if (closed > 0) log.debug({ closed, open: engine.openCount }, 'closed idle partitions');
+        }
       })
       .catch((error: unknown) => log.error({ err: error }, 'history collection failed'))
       .finally(() => (collecting = undefined));

@@ -8,10 +8,10 @@ import { MemoryLevel } from 'memory-level';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
-import { gql, gqlData } from '../support/client.js';
+import { collect, gql, gqlData, wsClient } from '../support/client.js';
 import { metric, scrape } from '../support/metrics.js';
 import { cleanupNodes, startNodeProcess, type NodeProcess } from '../support/node-process.js';
-import { ChangesPage, SubmitChanges } from '../support/operations.js';
+import { ChangesPage, ChangesSubscription, SubmitChanges } from '../support/operations.js';
 
 let node: NodeProcess;
 let seq = 0;
@@ -71,7 +71,7 @@ describe('history collection', () => {
 });
 
 describe("a node's history rounds", () => {
-  it('close again the buckets they opened: a restarted node holds in memory only the buckets in use', async () => {
+  it('close the buckets they opened, and those idle for an interval: a node holds in memory the buckets in use', async () => {
     const first = await startNodeProcess();
     for (const bucket of ['p1', 'p2', 'p3']) {
       for (const n of [1, 2]) {
@@ -93,5 +93,23 @@ describe("a node's history rounds", () => {
     const page = await gqlData(again, ChangesPage, { bucket: 'p2', limit: 10 });
     expect(page.changes.changes.map((c) => c.version)).toEqual([2]);
     expect(metric(await metrics(), 'syncgraph_partitions_open')).toBe(1);
+
+    // A bucket with a live subscriber stays open; one no one uses for a whole interval is closed.
+    const client = wsClient(again);
+    try {
+      const sub = collect(client, ChangesSubscription, { bucket: 'p1', since: null });
+      await sub.until(1);
+      expect(metric(await metrics(), 'syncgraph_partitions_open')).toBe(2);
+      await expect.poll(async () => metric(await metrics(), 'syncgraph_partitions_open'), { timeout: 15_000, interval: 250 }).toBe(1);
+      // The one left open is p1's, still live: a write reaches its subscriber.
+      const [written] = (await gqlData(again, SubmitChanges, { bucket: 'p1', changes: [{ ccid: ccid(), key: 'k', op: 'MODIFY', data: { n: 3 } }] })).submitChanges;
+      expect(written!.change?.version).toBe(3);
+      expect((await sub.until(2)).map((item) => item.changes.version)).toEqual([2, 3]);
+      expect(sub.errors).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
+    // And p2, closed, opens again as it was.
+    expect((await gqlData(again, ChangesPage, { bucket: 'p2', limit: 10 })).changes.changes.map((c) => c.version)).toEqual([2]);
   });
 });

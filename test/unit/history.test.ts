@@ -6,9 +6,8 @@
  * leaves exactly the latest record of each live entity among the old ones.
  */
 import fc from 'fast-check';
-import { describe, expect, it, vi } from 'vitest';
-import type { Engine } from '../../src/engine/engine.js';
-import type { Partition } from '../../src/engine/partition.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Partition } from '../../src/engine/partition.js';
 import { openTestEngine } from './engine-fixture.js';
 import { MemoryStore } from './memory-store.js';
 
@@ -280,20 +279,21 @@ describe("a node's history round", () => {
     expect(next).toMatchObject({ duplicate: false, change: { version: 3 } });
   });
 
-  /** Runs `meanwhile` with partition `id` as soon as the round has opened it, before the round goes on. */
-  function onOpen(engine: Engine, id: string, meanwhile: (partition: Partition) => void): void {
-    const open = engine.partitionById.bind(engine);
-    vi.spyOn(engine, 'partitionById').mockImplementation(async (asked) => {
-      const partition = await open(asked);
-      if (asked === id) meanwhile(partition);
+  /** Runs `meanwhile` with partition `id` as soon as it is opened (by the round), before the opener goes on. */
+  function onOpen(id: string, meanwhile: (partition: Partition) => void): void {
+    const open = Partition.open.bind(Partition);
+    vi.spyOn(Partition, 'open').mockImplementation(async (...args) => {
+      const partition = await open(...args);
+      if (partition.partition === id) meanwhile(partition);
       return partition;
     });
   }
+  afterEach(() => vi.restoreAllMocks());
 
   it('keeps open a partition a request asked for while the round had it, and the write lands', async () => {
     const { engine, now } = await reopened();
     let request: Promise<Partition> | undefined;
-    onOpen(engine, 'default/c', () => (request = engine.partition('default', 'c')));
+    onOpen('default/c', () => (request = engine.partition('default', 'c')));
     await engine.collectHistory(now());
     const c = await request!;
     expect(engine.openedPartition('default/c')).toBe(c);
@@ -304,7 +304,7 @@ describe("a node's history round", () => {
   it('keeps open a partition opened before the round, or with a live subscriber', async () => {
     const { engine, now } = await reopened();
     const before = engine.partition('default', 'b');
-    onOpen(engine, 'default/a', (a) => a.changeFeed.attach(10));
+    onOpen('default/a', (a) => a.changeFeed.attach(10));
     await engine.collectHistory(now());
     expect(engine.openedPartition('default/a')?.changeFeed.size).toBe(1);
     expect(engine.openedPartition('default/b')).toBe(await before);
