@@ -11,6 +11,7 @@ import { formatMs, formatPercent, formatRate, type LatencySummary } from './stat
 import type { CatchupResult } from './workloads/catchup.js';
 import type { ClosedLoopResult } from './workloads/closed-loop.js';
 import type { ClusterWriteResult, JoinResult } from './workloads/cluster.js';
+import type { GcKind } from './support/gc-watch.js';
 import type { FanoutResult } from './workloads/fanout.js';
 import type { HistoryResult } from './workloads/history.js';
 
@@ -341,6 +342,7 @@ function details(results: Results): string[] {
   loop('node W1 graphql-ws', results.node.w1ws);
   loop('node W1 graphql-ws over several buckets (diagnostic)', results.node.w1spread);
   loop('node W1b', results.node.w1b);
+  const gcText = (gc: GcKind) => `${gc.count} (${formatMs(gc.totalMs)} in all, longest ${formatMs(gc.maxMs)})`;
   const fanout = (name: string, f: FanoutResult | undefined) => {
     if (f === undefined) return;
     out.push(
@@ -351,6 +353,9 @@ function details(results: Results): string[] {
         `${f.sent} changes sent, ${f.delivered.toLocaleString('en-US')} of ${f.expected.toLocaleString('en-US')} deliveries in time; ` +
         `delivery ${latencyText(f.latency)}, mean ${formatMs(f.latency.mean)}${f.censored > 0 ? ' (missing deliveries counted at their age at the deadline)' : ''}; ` +
         `${formatRate(f.deliveriesPerSecond)} deliveries/s; writer ack ${latencyText(f.writerAck)} (acks still missing at the deadline not counted); ` +
+        `per change, first receipt ${latencyText(f.firstDelivery)}, last receipt ${latencyText(f.lastDelivery)}, ` +
+        `${f.changesPastP99} of ${f.sent} changes with a receipt past the p99; ` +
+        `server GC pauses meanwhile: ${gcText(f.serverGc.minor)} scavenges, ${gcText(f.serverGc.major)} major (mark-compact and marking steps); ` +
         `${cpu(f.serverCpu, f.serverMainCpu, f.clientCpu)} (${formatPercent(f.clientKernelCpu)} in the kernel)` +
         (f.subscriptionErrors > 0 ? `; ${f.subscriptionErrors} subscription errors, first: ${f.firstError}` : '') +
         '.',
@@ -516,7 +521,9 @@ function method(config: BenchConfig): string[] {
       `from the bucket's head cursor; probe changes until every subscriber has one, then an open-loop writer sends ` +
       `${config.rate} changes/s (one per request, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}) for ${config.fanoutSeconds} s, each with its send time; ` +
       `latency = receipt - send time, for every subscriber and change (the client reads the operation and the send time off each delivery's frame, decoding in full only what is not a plain delivery: both servers frame them alike); deliveries still missing ${config.drainSeconds} s after the last send ` +
-      'count with their age at that moment (so percentiles are then lower bounds, marked >=).',
+      'count with their age at that moment (so percentiles are then lower bounds, marked >=). ' +
+      "Per change (Details), its first and last receipt over all subscribers, to tell a late commit (first receipt late) from a slow fanout (last late, first not); " +
+      "and the server's GC pauses meanwhile, from a PerformanceObserver of `gc` entries installed through its inspector (bench/support/gc-watch.ts).",
     '- Idle memory: VmRSS of the server from /proc before opening the sockets, after opening them, and with the ' +
       'subscriptions live, each read after a 1-2 s quiet pause and two full GCs (HeapProfiler.collectGarbage through the server\'s inspector, started with --inspect=127.0.0.1:0).',
     `- W3: the bucket is filled with ${config.batchSize}-change requests from ${config.fillClients} clients, then read from the start ` +

@@ -171,6 +171,7 @@ async function startClusterNode(spec: NodeSpec): Promise<ClusterNodeService> {
       firstWarnings.length = 0;
     },
     collectGarbage: () => Promise.reject(new Error(`${name}: no inspector (cluster nodes are started without one)`)),
+    evaluate: () => Promise.reject(new Error(`${name}: no inspector (cluster nodes are started without one)`)),
     async stop(graceMs = 5_000) {
       admin.close();
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BARE_SERVER, EXTRA_NODE_FLAGS, NODE_BIN, NODE_FLAGS } from '../config.js';
-import { collectGarbage, inspectorUrlIn } from './inspector.js';
+import { collectGarbage, evaluate, inspectorUrlIn } from './inspector.js';
 
 export interface Service {
   name: string;
@@ -23,6 +23,8 @@ export interface Service {
   tail(): string;
   /** A full garbage collection in the server (through its inspector), before a memory reading. */
   collectGarbage(): Promise<void>;
+  /** Evaluates a line of JavaScript in the server (through its inspector); resolves with its value. */
+  evaluate(expression: string): Promise<unknown>;
   /** SIGTERM, then SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -145,6 +147,10 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
     async collectGarbage() {
       if (inspectorUrl === undefined) throw new Error(`${options.name} has no inspector:\n${tail()}`);
       await collectGarbage(inspectorUrl);
+    },
+    async evaluate(expression: string) {
+      if (inspectorUrl === undefined) throw new Error(`${options.name} has no inspector:\n${tail()}`);
+      return evaluate(inspectorUrl, expression);
     },
     async stop(graceMs = 5_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;

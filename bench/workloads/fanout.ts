@@ -12,10 +12,14 @@
  *     each subscriber records receipt time - t for every change; then we wait for the last
  *     deliveries (at most `drainSeconds`). A delivery still missing then counts with its age at
  *     that moment (a lower bound), so a server that cannot keep up is not flattered.
+ *     Per change, the writer's ack and the first and last subscriber's receipt are kept too, to
+ *     tell a late commit from a slow fanout, and the server's GC pauses are watched meanwhile
+ *     (support/gc-watch.ts).
  */
 import { CpuMeter, rssKiB, Samples, sleep, type LatencySummary } from '../stats.js';
 import { headCursor, SUBSCRIBE_CHANGES, type ChangeMaker, type GqlResult, type GqlTransport } from '../support/gql.js';
 import { HttpGql } from '../support/http-client.js';
+import { watchGc, type GcSummary } from '../support/gc-watch.js';
 import type { Service } from '../support/services.js';
 import { closeSockets, GqlSocket, openSockets } from '../support/ws-client.js';
 
@@ -58,6 +62,13 @@ export interface FanoutResult {
   firstError: string | undefined;
   latency: LatencySummary;
   writerAck: LatencySummary;
+  /** Per change: send to its first receipt, and to its last (of those before the deadline). */
+  firstDelivery: LatencySummary;
+  lastDelivery: LatencySummary;
+  /** Changes that some subscriber received later than the p99 of all deliveries. */
+  changesPastP99: number;
+  /** The server's GC pauses from the first write to the end of the drain. */
+  serverGc: GcSummary;
   /** Fractions of one core from the first write to the last delivery. */
   serverCpu: number;
   serverMainCpu: number;
@@ -92,6 +103,10 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     let subscriptionErrors = 0;
     let firstError: string | undefined;
     const variables = JSON.stringify({ b: options.bucket, s: since });
+    // Per change (by its send time): the first and last receipt.
+    const changeOf = new Map<number, number>();
+    const firstAt = new Float64Array(total).fill(NaN);
+    const lastAt = new Float64Array(total).fill(NaN);
 
     const subscribeStarted = performance.now();
     sockets = await openSockets(target.wsUrl, target.token, options.sockets);
@@ -109,6 +124,11 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
         }
         subscriber.count++;
         samples.push(now - t);
+        const change = changeOf.get(t);
+        if (change !== undefined) {
+          if (!(firstAt[change]! <= now)) firstAt[change] = now;
+          if (!(lastAt[change]! >= now)) lastAt[change] = now;
+        }
       };
       stops.push(
         socket.subscribe(SUBSCRIBE_CHANGES, variables, {
@@ -149,6 +169,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const rssIdleKiB = rssKiB(target.pid);
 
     // The open-loop writer.
+    const stopGcWatch = await watchGc(target);
     const meter = new CpuMeter([target.pid]);
     const acks = new Samples(total);
     const sendTimes = new Float64Array(total);
@@ -161,6 +182,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       if (wait > 1) await sleep(wait);
       const t = performance.now();
       sendTimes[i] = t;
+      changeOf.set(t, i);
       pending.push(
         writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, t)).then(
           (result) => {
@@ -186,6 +208,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     }
     if (writeError !== undefined) throw writeError;
     const cpu = meter.read();
+    const serverGc = await stopGcWatch();
     // Deliveries still missing at the deadline count with their age then: a lower bound.
     const deadline = performance.now();
     const delivered = subscribers.reduce((sum, s) => sum + s.count, 0);
@@ -204,6 +227,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     await Promise.race([Promise.all(pending), sleep(60_000)]);
     if (writeError !== undefined) throw writeError;
 
+    const latency = samples.summary();
     return {
       subscribers: options.subscribers,
       sockets: sockets.length,
@@ -220,8 +244,10 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
       delivered,
       subscriptionErrors,
       firstError,
-      latency: samples.summary(),
+      latency,
       writerAck: acks.summary(),
+      ...perChange(sendTimes, firstAt, lastAt, latency.p99),
+      serverGc,
       serverCpu: cpu.others[0] ?? NaN,
       serverMainCpu: cpu.mains[0] ?? NaN,
       deliveriesPerSecond: delivered / cpu.seconds,
@@ -233,4 +259,18 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     await closeSockets(sockets);
     writer.close();
   }
+}
+
+/** Per change received at all: the first and last receipt, and how many changes had one past the p99. */
+export function perChange(sendTimes: Float64Array, firstAt: Float64Array, lastAt: Float64Array, p99: number) {
+  const first = new Samples(sendTimes.length);
+  const last = new Samples(sendTimes.length);
+  let changesPastP99 = 0;
+  for (let i = 0; i < sendTimes.length; i++) {
+    if (Number.isNaN(firstAt[i]!)) continue;
+    first.push(firstAt[i]! - sendTimes[i]!);
+    last.push(lastAt[i]! - sendTimes[i]!);
+    if (lastAt[i]! - sendTimes[i]! > p99) changesPastP99++;
+  }
+  return { firstDelivery: first.summary(), lastDelivery: last.summary(), changesPastP99 };
 }
