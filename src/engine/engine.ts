@@ -10,6 +10,7 @@ import { prefixEnd, type KeyValueStore } from '../storage/store.js';
 import { HybridClock } from './hlc.js';
 import type { VersionVector } from '../model/version-vector.js';
 import { Partition, partitionId, type EngineContext, type HistoryCollected } from './partition.js';
+import { initialMeta, type ChangeEntry, type PartitionMeta } from './records.js';
 
 /** One instance of a bucket: the app's own (owner null), or a user's private one. */
 export interface BucketInstance {
@@ -206,6 +207,8 @@ export class Engine {
   async collectHistory(now: number, budget = Number.POSITIVE_INFINITY, stable?: (id: string) => VersionVector | undefined): Promise<HistoryCollected> {
     const total: HistoryCollected = { scanned: 0, superseded: 0, tombstones: 0, cleared: 0, ccids: 0, done: true };
     for (const id of await this.partitionIds()) {
+      // A closed partition with nothing to collect is not even opened.
+      if (this.ctx.keepClearedLog !== true && !this.partitions.has(id) && !(await this.historyDue(id, now))) continue;
       const wasOpen = this.partitions.has(id);
       // Read before the round has the partition: a request may ask for it meanwhile.
       const asked = this.asked.get(id);
@@ -232,6 +235,22 @@ export class Engine {
       }
     }
     return total;
+  }
+
+  /**
+   * Whether a single node's round would find anything to do in partition `id`, read off the
+   * store without opening it: a sweep of cleared ccids under way, or a record before the log's
+   * head (which stays) older than the horizon and the ccid window. Records are in arrival order,
+   * so the first one decides (Partition.collectHistory stops at the first too young).
+   */
+  private async historyDue(id: string, now: number): Promise<boolean> {
+    const policy = this.ctx.history;
+    if (policy === undefined) return false;
+    const layout = new PartitionLayout(id);
+    const meta = (await this.store.get<PartitionMeta>(layout.meta, { durable: true })) ?? initialMeta;
+    if (meta.ccidSweep !== undefined) return true;
+    const [first, second] = await this.store.page<ChangeEntry>({ ...layout.changesFrom(Math.max(meta.historyFrom ?? 1, meta.changeLogStart)), limit: 2 });
+    return first !== undefined && second !== undefined && first[1].at <= now - Math.max(policy.horizonMs, policy.ccidWindowMs);
   }
 
   /**

@@ -258,7 +258,7 @@ describe("a node's history round", () => {
     }
     await first.close();
     now += 2 * HOUR;
-    return { engine: await openTestEngine(store, options), now: () => now };
+    return { engine: await openTestEngine(store, options), now: () => now, store };
   }
 
   it('lets go of the partitions it opened itself, and one let go of opens again as it was', async () => {
@@ -289,6 +289,32 @@ describe("a node's history round", () => {
     });
   }
   afterEach(() => vi.restoreAllMocks());
+
+  it('does not open a partition with nothing to collect: history too young, or only the head', async () => {
+    const { engine, now, store } = await reopened();
+    const d = await engine.partition('default', 'd');
+    await d.submitChanges([{ ccid: 'd0000001', key: 'k', op: 'MODIFY', data: { v: 1 } }], null, admin); // only a head, old enough below
+    const e = await engine.partition('default', 'e');
+    await e.submitChanges([{ ccid: 'e0000001', key: 'k', op: 'MODIFY', data: { v: 1 } }], null, admin);
+    await e.submitChanges([{ ccid: 'e0000002', key: 'k', op: 'MODIFY', data: { v: 2 } }], null, admin);
+    await engine.close();
+    const later = await openTestEngine(store, { now: () => now() + 2 * HOUR, history });
+    const opened: string[] = [];
+    const open = Partition.open.bind(Partition);
+    vi.spyOn(Partition, 'open').mockImplementation(async (...args) => {
+      const partition = await open(...args);
+      opened.push(partition.partition);
+      return partition;
+    });
+    // At the first round a, b and c are old enough; d and e are not.
+    expect(await later.collectHistory(now() + HOUR - 1)).toMatchObject({ superseded: 3 });
+    expect(opened.sort()).toEqual(['default/a', 'default/b', 'default/c']);
+    // At the second, e is; d is a lone head, and a, b and c are down to theirs: nothing to do.
+    opened.length = 0;
+    expect(await later.collectHistory(now() + 2 * HOUR)).toMatchObject({ superseded: 1 });
+    expect(opened).toEqual(['default/e']);
+    expect(later.openCount).toBe(0);
+  });
 
   it('keeps open a partition a request asked for while the round had it, and the write lands', async () => {
     const { engine, now } = await reopened();
