@@ -13,7 +13,9 @@
  * Passes for live deliveries start at most every `batchMs`: a lone change goes out at once, a
  * stream of them goes out in batches, so a socket costs one write per interval however fast its
  * bucket changes, and the cost per delivery falls as the load rises instead of building a
- * backlog. Replies (`urgent`) are flushed by a pass at the end of the turn.
+ * backlog. Replies (`urgent`) are written at the end of the turn, each socket's on its own (with
+ * whatever it has queued before them): a reply neither waits for a pass over every socket nor
+ * starts one.
  *
  * Only whole messages are written, so the control frames `ws` writes itself (ping, pong, close)
  * can only fall between them, as the protocol allows.
@@ -49,6 +51,8 @@ export interface Outbox {
   open: boolean;
   /** Listed for the next pass (Outboxes `queue`). */
   queued: boolean;
+  /** Listed to be written at the end of the turn (Outboxes `replies`). */
+  replying: boolean;
   /** What the socket's stream held unwritten after the last write (0 once it drained). */
   unwritten: number;
 }
@@ -68,9 +72,8 @@ export class Outboxes {
   private passAt = 0;
   private passEnd = 0;
   private pass: 'none' | 'soon' | 'later' | 'running' = 'none';
-  /** A reply was queued while a pass ran: the next pass starts at once. */
-  private urgentWaiting = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** Outboxes holding a reply, written at the end of the turn (`writeReplies`). */
+  private replies: Outbox[] = [];
   private lastPassStart = -Infinity;
 
   constructor(private readonly batchMs: number) {}
@@ -103,7 +106,8 @@ export class Outboxes {
     for (const part of parts) append(outbox, part);
     outbox.bytes += header.length + length;
     if (done !== undefined) this.write(outbox, done);
-    else this.enqueue(outbox, urgent);
+    else if (urgent) this.reply(outbox);
+    else this.enqueue(outbox);
   }
 
   /**
@@ -126,12 +130,12 @@ export class Outboxes {
     append(outbox, body);
     append(outbox, tail);
     outbox.bytes += header.length + length;
-    this.enqueue(outbox, false);
+    this.enqueue(outbox);
     return true;
   }
 
   /** An outbox that grew: written at once if it holds enough, else left for a pass. */
-  private enqueue(outbox: Outbox, urgent: boolean): void {
+  private enqueue(outbox: Outbox): void {
     if (outbox.bytes >= FLUSH_BYTES) {
       this.write(outbox);
       return;
@@ -140,8 +144,29 @@ export class Outboxes {
       outbox.queued = true;
       this.queue[this.queued++] = outbox;
     }
-    this.schedule(urgent);
+    this.schedule();
   }
+
+  /** An outbox that holds a reply: written at the end of the turn (several replies of one turn, in one write). */
+  private reply(outbox: Outbox): void {
+    if (outbox.bytes >= FLUSH_BYTES) {
+      this.write(outbox);
+      return;
+    }
+    if (outbox.replying) return;
+    outbox.replying = true;
+    if (this.replies.push(outbox) === 1) setImmediate(this.writeReplies);
+  }
+
+  private readonly writeReplies = (): void => {
+    const replies = this.replies;
+    this.replies = [];
+    for (const outbox of replies) {
+      outbox.replying = false;
+      // If also listed for a pass, the pass finds it empty (or holding only what came later).
+      this.write(outbox);
+    }
+  };
 
   /** Writes what the socket has queued now (before closing it, say). */
   flush(socket: WebSocket): void {
@@ -173,7 +198,7 @@ export class Outboxes {
       // `ws` keeps its net.Socket in `_socket`.
       const stream = (socket as unknown as { _socket?: Writable })._socket;
       if (stream === undefined) return undefined;
-      const created: Outbox = { socket, stream, parts: [], count: 0, bytes: 0, open: true, queued: false, unwritten: 0 };
+      const created: Outbox = { socket, stream, parts: [], count: 0, bytes: 0, open: true, queued: false, replying: false, unwritten: 0 };
       stream.on?.('drain', () => (created.unwritten = 0));
       outbox = created;
       this.outboxes.set(socket, outbox);
@@ -206,25 +231,19 @@ export class Outboxes {
     outbox.unwritten = outbox.stream.writableLength;
   }
 
-  private schedule(urgent: boolean): void {
-    if (this.pass === 'running') {
-      this.urgentWaiting ||= urgent;
-      return;
-    }
-    if (this.pass === 'soon' || (this.pass === 'later' && !urgent)) return;
-    if (this.pass === 'later') clearTimeout(this.timer);
-    const wait = urgent ? 0 : this.lastPassStart + this.batchMs - performance.now();
+  private schedule(): void {
+    if (this.pass !== 'none') return;
+    const wait = this.lastPassStart + this.batchMs - performance.now();
     if (wait <= 0) {
       this.pass = 'soon';
       setImmediate(this.startPass);
     } else {
       this.pass = 'later';
-      this.timer = setTimeout(this.startPass, wait);
+      setTimeout(this.startPass, wait);
     }
   }
 
   private readonly startPass = (): void => {
-    this.timer = undefined;
     this.lastPassStart = performance.now();
     // A pass writes the outboxes queued when it starts. One that fills again while the pass is
     // under way waits for the next pass: otherwise, under a steady stream of changes, a pass
@@ -256,9 +275,7 @@ export class Outboxes {
       return;
     }
     this.pass = 'none';
-    const urgent = this.urgentWaiting;
-    this.urgentWaiting = false;
-    if (this.queued > 0) this.schedule(urgent);
+    if (this.queued > 0) this.schedule();
   };
 }
 

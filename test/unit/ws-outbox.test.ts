@@ -140,6 +140,27 @@ describe('Outboxes (server/ws-outbox.ts)', () => {
     expect(messages(a.writes[2]!.data)).toEqual(['<last>']);
   });
 
+  it("writes a reply at the end of the turn, its socket's alone: it neither waits for a pass nor starts one", async () => {
+    const outboxes = new Outboxes(60_000);
+    const [a, b] = [fakeSocket(), fakeSocket()];
+    const [boxA, boxB] = [outboxes.outboxOf(a.socket)!, outboxes.outboxOf(b.socket)!];
+    // A first delivery goes out at once; the next pass is then a whole interval away.
+    outboxes.deliver(boxA, ...parts('1'), 1 << 20);
+    await until(() => a.writes.length === 1);
+    outboxes.deliver(boxA, ...parts('2'), 1 << 20);
+    outboxes.deliver(boxB, ...parts('x'), 1 << 20);
+    // Two replies in one turn: one write, after what the socket already held.
+    outboxes.send(b.socket, 'reply 1', true);
+    outboxes.send(b.socket, 'reply 2', true);
+    expect(b.writes).toEqual([]);
+    await until(() => b.writes.length === 1);
+    expect(messages(b.writes[0]!.data)).toEqual(['<x>', 'reply 1', 'reply 2']);
+    // Another turn or two: a's delivery still waits for its pass.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.writes.length).toBe(1);
+  });
+
   it('keeps replies and deliveries of one socket in the order they were queued', async () => {
     const outboxes = new Outboxes(20);
     const s = fakeSocket();
