@@ -71,7 +71,8 @@ export class Outboxes {
   private passList: Array<Outbox | undefined> = [];
   private passAt = 0;
   private passEnd = 0;
-  private pass: 'none' | 'soon' | 'later' | 'running' = 'none';
+  /** Whether a pass is due (`scheduled`) or under way: either way, a new delivery joins it or the next. */
+  private pass: 'none' | 'scheduled' | 'running' = 'none';
   /** Outboxes holding a reply, written at the end of the turn (`writeReplies`). */
   private replies: Outbox[] = [];
   private lastPassStart = -Infinity;
@@ -136,10 +137,7 @@ export class Outboxes {
 
   /** An outbox that grew: written at once if it holds enough, else left for a pass. */
   private enqueue(outbox: Outbox): void {
-    if (outbox.bytes >= FLUSH_BYTES) {
-      this.write(outbox);
-      return;
-    }
+    if (this.flushedWhenFull(outbox)) return;
     if (!outbox.queued) {
       outbox.queued = true;
       this.queue[this.queued++] = outbox;
@@ -149,13 +147,16 @@ export class Outboxes {
 
   /** An outbox that holds a reply: written at the end of the turn (several replies of one turn, in one write). */
   private reply(outbox: Outbox): void {
-    if (outbox.bytes >= FLUSH_BYTES) {
-      this.write(outbox);
-      return;
-    }
-    if (outbox.replying) return;
+    if (this.flushedWhenFull(outbox) || outbox.replying) return;
     outbox.replying = true;
     if (this.replies.push(outbox) === 1) setImmediate(this.writeReplies);
+  }
+
+  /** Writes an outbox at once if it holds enough that waiting gains nothing; says whether it did. */
+  private flushedWhenFull(outbox: Outbox): boolean {
+    if (outbox.bytes < FLUSH_BYTES) return false;
+    this.write(outbox);
+    return true;
   }
 
   private readonly writeReplies = (): void => {
@@ -233,14 +234,10 @@ export class Outboxes {
 
   private schedule(): void {
     if (this.pass !== 'none') return;
+    this.pass = 'scheduled';
     const wait = this.lastPassStart + this.batchMs - performance.now();
-    if (wait <= 0) {
-      this.pass = 'soon';
-      setImmediate(this.startPass);
-    } else {
-      this.pass = 'later';
-      setTimeout(this.startPass, wait);
-    }
+    if (wait <= 0) setImmediate(this.startPass);
+    else setTimeout(this.startPass, wait);
   }
 
   private readonly startPass = (): void => {
