@@ -40,8 +40,10 @@ export interface BenchConfig {
   sockets: number;
   /** Changes per second submitted by the W2 writer. */
   rate: number;
-  /** Seconds the W2 writer runs. */
+  /** Seconds the W2 writer runs, measured. */
   fanoutSeconds: number;
+  /** Seconds the W2 writer runs first, unmeasured (workloads/fanout.ts says why). */
+  fanoutWarmupSeconds: number;
   /** Most seconds W2 waits for the last deliveries after the writer stopped. */
   drainSeconds: number;
   /** Changes written, then read back, by W3. */
@@ -90,10 +92,11 @@ export interface BenchConfig {
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_BIN = fileURLToPath(new URL('../../bin/syncgraph.js', import.meta.url));
 /**
- * The Node.js flags a node runs with (bin/syncgraph.js's first line, `npm start`). Both servers get
- * them, the bare baseline too, so that every ratio compares code, not runtime settings.
+ * The Node.js flags both servers run with, the bare baseline too, so that every ratio compares
+ * code, not runtime settings. None: a node runs on Node's defaults, and tunes V8's heap growth
+ * itself when it starts (src/server/heap-tuning.ts), as part of its code.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=32'];
+export const NODE_FLAGS: readonly string[] = [];
 
 /** More Node.js flags for the single node only, to look inside it (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
 export const EXTRA_NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((flag) => flag !== '');
@@ -121,6 +124,7 @@ export function loadConfig(): BenchConfig {
     sockets: int('BENCH_SOCKETS', 1000),
     rate: num('BENCH_RATE', 100),
     fanoutSeconds: num('BENCH_FANOUT_SECONDS', 5),
+    fanoutWarmupSeconds: num('BENCH_FANOUT_WARMUP_SECONDS', 2),
     drainSeconds: num('BENCH_DRAIN_SECONDS', 10),
     catchupChanges: int('BENCH_CATCHUP_CHANGES', 100_000),
     fillClients: int('BENCH_FILL_CLIENTS', 4),

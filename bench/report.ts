@@ -454,6 +454,7 @@ export function writeResults(path: string, results: Results, config: BenchConfig
     `BENCH_SOCKETS=${config.sockets}`,
     `BENCH_RATE=${config.rate}`,
     `BENCH_FANOUT_SECONDS=${config.fanoutSeconds}`,
+    `BENCH_FANOUT_WARMUP_SECONDS=${config.fanoutWarmupSeconds}`,
     `BENCH_CATCHUP_CHANGES=${config.catchupChanges}`,
     `BENCH_FILL_CLIENTS=${config.fillClients}`,
     `BENCH_LEVEL_SECONDS=${config.levelSeconds}`,
@@ -518,8 +519,9 @@ function method(config: BenchConfig): string[] {
     `- W1/W1b: closed loop (each client awaits its answer before sending again), ${config.warmupSeconds} s warm-up then ` +
       `${config.seconds} s measured; requests completing in the measured span are counted. W1 and the bare baseline use one bucket.`,
     `- W2: ${config.subscribers} subscriptions dealt round-robin over ${sockets} sockets (${config.subscribers === sockets ? 'one socket per subscriber, like real clients' : 'several subscriptions per socket'}), ` +
-      `from the bucket's head cursor; probe changes until every subscriber has one, then an open-loop writer sends ` +
-      `${config.rate} changes/s (one per request, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}) for ${config.fanoutSeconds} s, each with its send time; ` +
+      `from the bucket's head cursor; probe changes until every subscriber has one; ${config.fanoutWarmupSeconds} s of the same writes unmeasured ` +
+      '(a node that was just idle has a shrunken young generation and collects garbage more often for its first seconds of load), all delivered; ' +
+      `then an open-loop writer sends ${config.rate} changes/s (one per request, ${config.writeTransport === 'http' ? 'HTTP' : 'graphql-ws'}) for ${config.fanoutSeconds} s, each with its send time; ` +
       `latency = receipt - send time, for every subscriber and change (the client reads the operation and the send time off each delivery's frame, decoding in full only what is not a plain delivery: both servers frame them alike); deliveries still missing ${config.drainSeconds} s after the last send ` +
       'count with their age at that moment (so percentiles are then lower bounds, marked >=). ' +
       "Per change (Details), its first and last receipt over all subscribers, to tell a late commit (first receipt late) from a slow fanout (last late, first not); " +

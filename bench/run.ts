@@ -30,7 +30,8 @@
  *   BENCH_SOCKETS (1000)         sockets the W2 subscribers are spread over (round-robin)
  *   BENCH_MUX_SOCKETS (10)       diagnostic W2 run with the subscribers on this many sockets (0: skip)
  *   BENCH_RATE (100)             W2 writer changes per second
- *   BENCH_FANOUT_SECONDS (5)     W2 writer duration
+ *   BENCH_FANOUT_SECONDS (5)     W2 writer duration, measured
+ *   BENCH_FANOUT_WARMUP_SECONDS (2) W2 writer duration before that, unmeasured
  *   BENCH_DRAIN_SECONDS (10)     longest wait for W2's last deliveries
  *   BENCH_CATCHUP_CHANGES (100000) changes written then read back by W3
  *   BENCH_FILL_CLIENTS (4)       concurrent clients filling W3
@@ -152,6 +153,7 @@ async function main(): Promise<void> {
     sockets: Math.min(sockets, config.subscribers),
     rate: config.rate,
     seconds: config.fanoutSeconds,
+    warmupSeconds: config.fanoutWarmupSeconds,
     drainSeconds: config.drainSeconds,
     bucket,
     maker,

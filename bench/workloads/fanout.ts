@@ -7,7 +7,11 @@
  *     the subscriptions are live, each after a quiet pause and a full GC (forced through the
  *     server's inspector, support/inspector.ts);
  *     the figure is (last - first) / subscribers: socket, graphql-ws and subscription state;
- *  3. an open-loop writer submits `rate` changes per second (one per request, not waiting for
+ *  3. a warm-up: the writer below runs for `warmupSeconds` unmeasured, and every subscriber gets
+ *     all of it. A node that has just been idle has let its young generation shrink, and for its
+ *     first seconds of load it collects garbage more often than it will in a steady state: W1
+ *     warms up for the same reason;
+ *  4. an open-loop writer submits `rate` changes per second (one per request, not waiting for
  *     acks) for `seconds`, each carrying its send time `t` (performance.now() of this process);
  *     each subscriber records receipt time - t for every change; then we wait for the last
  *     deliveries (at most `drainSeconds`). A delivery still missing then counts with its age at
@@ -29,6 +33,8 @@ export interface FanoutOptions {
   rate: number;
   seconds: number;
   drainSeconds: number;
+  /** Seconds of unmeasured load first (see above). */
+  warmupSeconds: number;
   bucket: string;
   maker: ChangeMaker;
   writeTransport: 'http' | 'ws';
@@ -82,7 +88,13 @@ export interface FanoutResult {
 interface Subscriber {
   count: number;
   probed: boolean;
+  /** Warm-up changes received. */
+  warm: number;
 }
+
+/** The send time a probe carries; a warm-up change carries WARM_UP. Neither is measured. */
+const PROBE = -1;
+const WARM_UP = -2;
 
 const SETTLE_MS = 2_000;
 
@@ -114,14 +126,13 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     await target.collectGarbage();
     const rssSocketsKiB = rssKiB(target.pid);
     for (let i = 0; i < options.subscribers; i++) {
-      const subscriber: Subscriber = { count: 0, probed: false };
+      const subscriber: Subscriber = { count: 0, probed: false, warm: 0 };
       subscribers.push(subscriber);
       const socket = sockets[i % sockets.length]!;
       const received = (t: number, now: number) => {
-        if (t < 0) {
-          subscriber.probed = true;
-          return;
-        }
+        if (t === PROBE) subscriber.probed = true;
+        if (t === WARM_UP) subscriber.warm++;
+        if (t < 0) return;
         subscriber.count++;
         samples.push(now - t);
         const change = changeOf.get(t);
@@ -159,7 +170,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
         const live = subscribers.filter((s) => s.probed).length;
         throw new Error(`only ${live} of ${options.subscribers} subscriptions became live${firstError ? `: ${firstError}` : ''}`);
       }
-      options.checkWrite(await writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, -1)));
+      options.checkWrite(await writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, PROBE)));
       await sleep(300);
     }
     const subscribeSeconds = (performance.now() - subscribeStarted) / 1000 - SETTLE_MS / 1000;
@@ -168,6 +179,27 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     await target.collectGarbage();
     const rssIdleKiB = rssKiB(target.pid);
 
+    // The warm-up: the same open-loop writes, unmeasured, all delivered before the measured ones.
+    const interval = 1000 / options.rate;
+    const warmTotal = Math.round(options.rate * options.warmupSeconds);
+    if (warmTotal > 0) {
+      const warmWrites: Array<Promise<void>> = [];
+      const warmStarted = performance.now();
+      for (let i = 0; i < warmTotal; i++) {
+        const wait = warmStarted + i * interval - performance.now();
+        if (wait > 1) await sleep(wait);
+        warmWrites.push(writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, WARM_UP)).then(options.checkWrite));
+      }
+      await Promise.all(warmWrites);
+      const warmDeadline = performance.now() + options.drainSeconds * 1000;
+      while (subscribers.some((s) => s.warm < warmTotal)) {
+        if (performance.now() > warmDeadline || subscriptionErrors > 0) {
+          throw new Error(`the warm-up's changes did not all arrive within ${options.drainSeconds} s${firstError ? `: ${firstError}` : ''}`);
+        }
+        await sleep(20);
+      }
+    }
+
     // The open-loop writer.
     const stopGcWatch = await watchGc(target);
     const meter = new CpuMeter([target.pid]);
@@ -175,7 +207,6 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const sendTimes = new Float64Array(total);
     const pending: Array<Promise<void>> = [];
     let writeError: unknown;
-    const interval = 1000 / options.rate;
     const started = performance.now();
     for (let i = 0; i < total && writeError === undefined; i++) {
       const wait = started + i * interval - performance.now();
