@@ -14,22 +14,22 @@
  *
  * The flag is set at run time, before the node allocates much, so that every way of starting a
  * node gets it (`syncgraph start`, `node bin/syncgraph.js`, a process manager). An operator's own
- * setting, on the command line or in NODE_OPTIONS, is left alone.
+ * setting, given to Node.js on its command line, is left alone (NODE_OPTIONS cannot carry it:
+ * Node.js refuses this V8 flag there).
  */
 import { setFlagsFromString } from 'node:v8';
 
 export const HEAP_GROWING_PERCENT = 100;
 
-/** The flag to set, or undefined when the operator chose one (in Node's options or NODE_OPTIONS). */
-export function heapGrowingFlag(execArgv: readonly string[], nodeOptions: string | undefined): string | undefined {
-  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
-  if (given.some((arg) => /^--heap[-_]growing[-_]percent(=|$)/.test(arg))) return undefined;
+/** The flag to set, or undefined when the operator gave Node.js one (`execArgv`). */
+export function heapGrowingFlag(execArgv: readonly string[]): string | undefined {
+  if (execArgv.some((arg) => /^--heap[-_]growing[-_]percent(=|$)/.test(arg))) return undefined;
   return `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
 }
 
 /** Applies `heapGrowingFlag` to this process; returns the flag set, if any. */
 export function tuneHeap(): string | undefined {
-  const flag = heapGrowingFlag(process.execArgv, process.env['NODE_OPTIONS']);
+  const flag = heapGrowingFlag(process.execArgv);
   if (flag !== undefined) setFlagsFromString(flag);
   return flag;
 }

@@ -40,6 +40,18 @@ describe('request ids', () => {
   });
 });
 
+describe('V8 heap growth', () => {
+  it("is set by the node at start and logged; an operator's own flag to Node.js is left alone", async () => {
+    await node.waitForOutput((line) => line.includes('"msg":"V8 heap growth"'));
+    expect(logLines().find((entry) => entry['msg'] === 'V8 heap growth')).toMatchObject({ heapGrowingPercent: 100 });
+
+    const own = await startNodeProcess({ nodeFlags: ['--heap-growing-percent=50'] });
+    await own.waitForOutput((line) => line.includes('"msg":"V8 heap growth"'));
+    const line = own.output.find((entry) => entry.includes('"msg":"V8 heap growth"'))!;
+    expect(JSON.parse(line)).toMatchObject({ heapGrowingPercent: 'as given to Node.js' });
+  });
+});
+
 describe('secrets', () => {
   it('never appear in the log, whatever the node is asked', async () => {
     const app = (await gqlData(node, CreateApp, { id: `logs${Date.now().toString(36)}` })).createApp;

@@ -36,6 +36,8 @@ export interface StartOptions {
   adminKey?: string | null;
   args?: string[];
   env?: Record<string, string>;
+  /** Flags for Node.js itself, before the script. */
+  nodeFlags?: string[];
 }
 
 const started = new Set<NodeProcess>();
@@ -54,7 +56,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   if (adminKey !== null) args.push('--admin-key', adminKey);
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   if (options.env?.['SYNCGRAPH_ADMIN_KEY'] === undefined) delete env['SYNCGRAPH_ADMIN_KEY'];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const output: string[] = [];
   const outputWaiters: Array<{ predicate: (line: string) => boolean; resolve: (line: string) => void }> = [];
   const errors: string[] = [];
