@@ -8,7 +8,7 @@ import { addClusterCommands } from './admin/cluster-commands.js';
 import { addDataCommands } from './admin/data-commands.js';
 import { checkConfig, ConfigError, LOG_LEVELS, nodeOptionsOf, readConfigFile, redacted, type StartConfig } from './config.js';
 import { defaultLimits, type Limits } from './options.js';
-import { HEAP_GROWING_PERCENT, tuneHeap } from './server/heap-tuning.js';
+import { tuneHeap } from './server/heap-tuning.js';
 import { startNode } from './server/node.js';
 
 function port(value: string): number {
@@ -133,9 +133,9 @@ export function cli(argv: string[]): Command {
         if (!(error instanceof ConfigError)) throw error;
         return program.error(`invalid configuration:\n  ${error.problems.join('\n  ')}`);
       }
-      const heapFlag = tuneHeap();
+      const heapGrowingPercent = tuneHeap();
       const node = await startNode(nodeOptionsOf(config));
-      node.logger.info({ heapGrowingPercent: heapFlag === undefined ? 'as given to Node.js' : HEAP_GROWING_PERCENT }, 'V8 heap growth');
+      node.logger.info({ heapGrowingPercent: heapGrowingPercent ?? 'as given to Node.js' }, 'V8 heap growth');
       const opts = { data: config.data ?? './data' };
       if (node.adminKeyGenerated) {
         process.stdout.write(

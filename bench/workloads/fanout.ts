@@ -98,6 +98,19 @@ const WARM_UP = -2;
 
 const SETTLE_MS = 2_000;
 
+/**
+ * Calls `send(i)` for i in [0, count), the i-th `i * intervalMs` after the first, not waiting for
+ * what each call starts (an open loop); stops early when `send` returns false.
+ */
+async function paced(count: number, intervalMs: number, send: (i: number) => boolean): Promise<void> {
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    const wait = started + i * intervalMs - performance.now();
+    if (wait > 1) await sleep(wait);
+    if (!send(i)) return;
+  }
+}
+
 export async function runFanout(target: Service, options: FanoutOptions): Promise<FanoutResult> {
   const writer: GqlTransport & { close(): unknown } =
     options.writeTransport === 'http' ? new HttpGql(target.graphqlUrl, target.token, 32) : await GqlSocket.open(target.wsUrl, target.token);
@@ -184,12 +197,10 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const warmTotal = Math.round(options.rate * options.warmupSeconds);
     if (warmTotal > 0) {
       const warmWrites: Array<Promise<void>> = [];
-      const warmStarted = performance.now();
-      for (let i = 0; i < warmTotal; i++) {
-        const wait = warmStarted + i * interval - performance.now();
-        if (wait > 1) await sleep(wait);
+      await paced(warmTotal, interval, () => {
         warmWrites.push(writer.execute(options.writeQuery, options.maker.variables(options.bucket, 1, WARM_UP)).then(options.checkWrite));
-      }
+        return true;
+      });
       await Promise.all(warmWrites);
       const warmDeadline = performance.now() + options.drainSeconds * 1000;
       while (subscribers.some((s) => s.warm < warmTotal)) {
@@ -207,10 +218,7 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
     const sendTimes = new Float64Array(total);
     const pending: Array<Promise<void>> = [];
     let writeError: unknown;
-    const started = performance.now();
-    for (let i = 0; i < total && writeError === undefined; i++) {
-      const wait = started + i * interval - performance.now();
-      if (wait > 1) await sleep(wait);
+    await paced(total, interval, (i) => {
       const t = performance.now();
       sendTimes[i] = t;
       changeOf.set(t, i);
@@ -225,7 +233,8 @@ export async function runFanout(target: Service, options: FanoutOptions): Promis
           },
         ),
       );
-    }
+      return writeError === undefined;
+    });
     let acked = 0;
     for (const p of pending) void p.then(() => acked++);
     const drainDeadline = performance.now() + options.drainSeconds * 1000;

@@ -27,9 +27,10 @@ export function heapGrowingFlag(execArgv: readonly string[]): string | undefined
   return `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
 }
 
-/** Applies `heapGrowingFlag` to this process; returns the flag set, if any. */
-export function tuneHeap(): string | undefined {
+/** Applies `heapGrowingFlag` to this process; returns the percent it set, if it set one. */
+export function tuneHeap(): number | undefined {
   const flag = heapGrowingFlag(process.execArgv);
-  if (flag !== undefined) setFlagsFromString(flag);
-  return flag;
+  if (flag === undefined) return undefined;
+  setFlagsFromString(flag);
+  return HEAP_GROWING_PERCENT;
 }
